@@ -1,0 +1,3 @@
+from cmh.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Benchmark targets for ``cmh bench`` (one module each)."""

@@ -1,0 +1,120 @@
+"""Typed method configs: a dataclass per method holds the defaults (cited in the method's docstring).
+
+``build_config(MyMethod.Config, {"lr": "1e-4"})`` checks every key against the dataclass
+(did-you-mean on a typo), coerces strings from ``--set key=value`` to the field's type, checks
+``Literal`` choices, and returns a frozen instance. ``load_overrides`` reads a user YAML file and
+``parse_set`` parses ``--set`` items.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+
+from cmh.errors import ConfigError, did_you_mean
+
+
+def _coerce(name: str, value: Any, tp: Any) -> Any:
+    origin = get_origin(tp)
+    if origin is typing.Union or (origin is not None and str(origin) == "<class 'types.UnionType'>"):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            if type(None) in get_args(tp):
+                return None
+        errors = []
+        for a in args:
+            try:
+                return _coerce(name, value, a)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"invalid value {value!r} for '{name}'")
+    if origin is Literal:
+        choices = get_args(tp)
+        for c in choices:
+            if value == c or str(value) == str(c):
+                return c
+        raise ConfigError(
+            f"invalid value {value!r} for '{name}'{did_you_mean(str(value), map(str, choices))}; "
+            f"choose one of {', '.join(map(str, choices))}"
+        )
+    if origin in (tuple, list):
+        if isinstance(value, str):
+            value = [v for v in value.replace(" ", "").strip("[]()").split(",") if v]
+        (inner, *_) = get_args(tp) or (Any,)
+        items = [_coerce(name, v, inner) for v in value]
+        return tuple(items) if origin is tuple else items
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("1", "true", "yes", "on"):
+            return True
+        if str(value).lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"invalid value {value!r} for '{name}': expected true or false")
+    if tp in (int, float, str):
+        try:
+            if tp is int and isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            if tp is int and isinstance(value, str):
+                return int(float(value)) if float(value).is_integer() else int(value)
+            return tp(value)
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"invalid value {value!r} for '{name}': expected {tp.__name__}"
+            ) from None
+    return value
+
+
+def build_config(config_cls: type, overrides: dict[str, Any] | None = None) -> Any:
+    """Instantiate ``config_cls`` (a dataclass) with validated, type-coerced ``overrides``."""
+    overrides = dict(overrides or {})
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    hints = typing.get_type_hints(config_cls)
+    for key in overrides:
+        if key not in fields:
+            raise ConfigError(
+                f"unknown option '{key}' for {config_cls.__qualname__.split('.')[0]}"
+                f"{did_you_mean(key, fields)}; valid options: {', '.join(sorted(fields))}"
+            )
+    values = {k: _coerce(k, v, hints[k]) for k, v in overrides.items()}
+    return config_cls(**values)
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain dict of a config dataclass (tuples become lists, for JSON/YAML)."""
+    out = dataclasses.asdict(cfg)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+
+def parse_set(items: list[str] | None) -> dict[str, Any]:
+    """Parse ``["lr=1e-4", "epochs=5"]`` into a dict of strings (YAML scalars are parsed)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got '{item}' (e.g. --set epochs=5)")
+        key, value = item.split("=", 1)
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            out[key.strip()] = value
+    return out
+
+
+def load_overrides(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping of option overrides from ``path``."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file '{p}' not found; pass an existing YAML file to --config")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file '{p}' is not valid YAML ({exc.__class__.__name__}); fix its syntax") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file '{p}' must hold a mapping of option: value")
+    return data

@@ -1,0 +1,34 @@
+"""Shared fixtures: the real data folder (``CMH_DATA``, default ``../shared/data``) and small datasets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    return Path(os.environ.get("CMH_DATA", REPO.parent / "shared" / "data")).resolve()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The folder with the real public data; on CI (CI=true) its absence is a failure, not a skip."""
+    path = shared_data_dir()
+    if not (path / "wikipedia").is_dir():
+        msg = f"real data not found at {path}; set CMH_DATA to the shared data folder"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return path
+
+
+@pytest.fixture(scope="session")
+def synthetic_small():
+    """A small synthetic dataset (fast enough for every registered method in unit tests)."""
+    from cmh.data import make_synthetic
+
+    return make_synthetic(n=1500, image_dim=128, text_dim=100, n_query=200, n_train=800)
