@@ -1,0 +1,35 @@
+"""``cmh list methods|datasets``: what is registered."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.console import Console
+from rich.table import Table
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("list", help="list registered methods or datasets")
+    p.add_argument("what", choices=["methods", "datasets"], help="what to list")
+    p.add_argument("--kind", choices=["shallow", "deep"], help="only methods of this kind")
+    p.set_defaults(func=list_command)
+
+
+def list_command(args: argparse.Namespace) -> int:
+    console = Console()
+    if args.what == "datasets":
+        from cmh.data.catalog import list_datasets
+
+        for name in list_datasets():
+            console.print(name)
+        return 0
+    from cmh.registry import get_method_class, list_methods
+
+    table = Table(title="registered methods")
+    for col in ("name", "kind", "supervised", "paper"):
+        table.add_column(col)
+    for name in list_methods(kind=args.kind):
+        cls = get_method_class(name)
+        table.add_row(name, cls.kind, "yes" if cls.supervised else "no", cls.paper)
+    console.print(table)
+    return 0

@@ -1,0 +1,122 @@
+"""One straight line: dataset -> method.fit -> encode -> codes -> evaluate -> result record.
+
+:func:`run_once` does it for one (method, bits, seed) and returns the record; the CLI's ``cmh run``
+loops it over bits and seeds and writes each record with :func:`cmh.results.write_record`.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from cmh.base import HashMethod, check_bits, resolve_device
+from cmh.data import CrossModalDataset
+from cmh.errors import CMHError
+from cmh.registry import create_method
+from cmh.results import SCHEMA, environment, git_commit, utc_now
+
+
+def check_codes(codes: Any, n: int, bits: int, who: str) -> np.ndarray:
+    """Make sure a method returned ±1 codes of shape (n, bits); return them as int8."""
+    arr = np.asarray(codes)
+    if arr.shape != (n, bits):
+        raise CMHError(f"{who} returned codes of shape {arr.shape}, expected ({n}, {bits}); fix the method's encoder")
+    if not np.all((arr == 1) | (arr == -1)):
+        raise CMHError(f"{who} returned codes outside {{-1, +1}}; map them with cmh.sign_codes (sign(0) = +1)")
+    return arr.astype(np.int8, copy=False)
+
+
+def encode_part(method: HashMethod, dataset: CrossModalDataset, part: str) -> dict[str, np.ndarray]:
+    """±1 codes of both modalities for one split part: ``{"image": (n, K), "text": (n, K)}``."""
+    pairs = dataset.part(part)
+    who = f"{method.name}.encode"
+    return {
+        "image": check_codes(method.encode_image(pairs.image), len(pairs), method.bits, who + "_image"),
+        "text": check_codes(method.encode_text(pairs.text), len(pairs), method.bits, who + "_text"),
+    }
+
+
+def peak_rss_mb() -> float:
+    """The process's resident-memory high-water mark so far, in MiB (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1024**2 if sys.platform == "darwin" else 1024), 1)
+
+
+def run_once(
+    method_name: str,
+    dataset: CrossModalDataset,
+    bits: int,
+    seed: int = 0,
+    config: dict[str, Any] | None = None,
+    device: str = "auto",
+    eval_options: dict[str, Any] | None = None,
+    return_codes: bool = False,
+) -> dict[str, Any]:
+    """Train ``method_name`` on ``dataset``'s train part, encode query/database, evaluate I→T and T→I.
+
+    Returns the result record (see :mod:`cmh.results`); with ``return_codes`` the codes are attached
+    under ``"_codes"`` (not part of the stored record).
+    """
+    from cmh.metrics import evaluate
+
+    bits = check_bits(bits)
+    dev = resolve_device(device)
+    method = create_method(method_name, bits=bits, seed=seed, device=str(dev), **(config or {}))
+    train = dataset.part("train")
+    method.check_train(train)
+
+    torch.manual_seed(seed)
+    t0 = time.perf_counter()
+    method.fit(train)
+    t_fit = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    query = encode_part(method, dataset, "query")
+    database = encode_part(method, dataset, "database")
+    t_encode = time.perf_counter() - t0
+
+    qlab, dblab = dataset.part("query").labels, dataset.part("database").labels
+    opts = {"device": str(dev), "return_per_query": True, **(eval_options or {})}
+    t0 = time.perf_counter()
+    tasks = {
+        "i2t": evaluate(query["image"], database["text"], qlab, dblab, **opts),
+        "t2i": evaluate(query["text"], database["image"], qlab, dblab, **opts),
+    }
+    t_eval = time.perf_counter() - t0
+
+    record: dict[str, Any] = {
+        "schema": SCHEMA,
+        "method": method.name,
+        "kind": method.kind,
+        "supervised": method.supervised,
+        "bits": bits,
+        "seed": int(seed),
+        "config": method.config_dict(),
+        "dataset": {
+            "name": dataset.name,
+            "protocol": dataset.split.protocol,
+            "split_seed": dataset.split.seed,
+            "content_hash": dataset.content_hash(),
+            "sizes": dataset.split.to_dict()["sizes"],
+            "image_dim": None if dataset.image is None else int(dataset.image.shape[1]),
+            "text_dim": int(dataset.text.shape[1]),
+            "classes": dataset.num_classes,
+        },
+        "tasks": tasks,
+        "timings": {"fit_s": round(t_fit, 3), "encode_s": round(t_encode, 3), "evaluate_s": round(t_eval, 3)},
+        "peak_rss_mb": peak_rss_mb(),
+        "device": str(dev),
+        "versions": environment(),
+        "git_commit": git_commit(),
+        "date": utc_now(),
+    }
+    if dev.type == "cuda":
+        record["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated(dev) / 2**20, 1)
+    if return_codes:
+        record["_codes"] = {"query": query, "database": database}
+    return record
