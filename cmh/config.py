@@ -92,6 +92,19 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
 
 
+def _scalar(text: str) -> Any:
+    """A ``--set`` value: int, float (``1e-4`` too, which YAML 1.1 leaves a string), else YAML, else text."""
+    for tp in (int, float):
+        try:
+            return tp(text)
+        except ValueError:
+            pass
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
 def parse_set(items: list[str] | None) -> dict[str, Any]:
     """Parse ``["lr=1e-4", "epochs=5"]`` into a dict of strings (YAML scalars are parsed)."""
     out: dict[str, Any] = {}
@@ -99,10 +112,7 @@ def parse_set(items: list[str] | None) -> dict[str, Any]:
         if "=" not in item:
             raise ConfigError(f"--set expects key=value, got '{item}' (e.g. --set epochs=5)")
         key, value = item.split("=", 1)
-        try:
-            out[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            out[key.strip()] = value
+        out[key.strip()] = _scalar(value.strip())
     return out
 
 

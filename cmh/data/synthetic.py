@@ -47,7 +47,7 @@ def make_synthetic(
 
     # text: word rates from another non-linear view of z; Poisson counts, binarised (tag presence)
     v1 = rng.standard_normal((latent, text_dim)).astype(np.float32) / np.sqrt(latent)
-    logits = 1.5 * np.tanh(z @ v1) + 0.5 * noise * rng.standard_normal((n, text_dim)).astype(np.float32) - 3.0
+    logits = 2.5 * (z @ v1) + 0.5 * noise * rng.standard_normal((n, text_dim)).astype(np.float32) - 3.0
     rates = 12.0 * np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     text = (rng.poisson(rates) > 0).astype(np.float32)
     no_word = text.sum(axis=1) == 0

@@ -1,0 +1,50 @@
+"""Result records: atomic writes, canonical paths, skipping corrupt files."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from cmh.results import atomic_write_text, load_records, record_path, write_record
+
+
+def _record(method="cvh", bits=32, seed=0):
+    return {"schema": 1, "method": method, "bits": bits, "seed": seed,
+            "dataset": {"name": "toy"}, "tasks": {"i2t": {"map": 0.5}, "t2i": {"map": 0.6}}}
+
+
+def test_write_and_load_roundtrip(tmp_path):
+    path = write_record(_record(), tmp_path)
+    assert path == record_path(tmp_path, "toy", "cvh", 32, 0)
+    records, skipped = load_records(tmp_path)
+    assert skipped == [] and len(records) == 1
+    assert records[0]["tasks"]["t2i"]["map"] == 0.6 and records[0]["_path"] == str(path)
+    assert not [p for p in os.listdir(path.parent) if p.endswith(".tmp")]
+
+
+def test_corrupt_and_foreign_files_are_skipped_by_path(tmp_path):
+    write_record(_record(seed=1), tmp_path)
+    bad = tmp_path / "toy" / "cvh" / "32" / "seed2.json"
+    bad.write_text('{"method": "cvh", "bits": 3')  # half-written
+    other = tmp_path / "notes.json"
+    other.write_text(json.dumps({"hello": 1}))
+    records, skipped = load_records(tmp_path)
+    assert len(records) == 1
+    reasons = {p.name: why for p, why in skipped}
+    assert "corrupt or half-written" in reasons["seed2.json"]
+    assert "missing" in reasons["notes.json"]
+
+
+def test_atomic_write_leaves_old_file_on_failure(tmp_path):
+    target = tmp_path / "r.json"
+    atomic_write_text(target, "old")
+
+    class Boom(str):
+        pass
+
+    with pytest.raises(TypeError):
+        atomic_write_text(target, 123)  # type: ignore[arg-type]
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
