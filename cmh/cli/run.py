@@ -65,9 +65,8 @@ def run_command(args: argparse.Namespace) -> int:
                 console.print(f"[yellow]{path} exists; showing it (use --overwrite to run again)[/]")
                 rows.append((load_record(path), path, True))
                 continue
-            with console.status(f"{probe.name} {bits} bits, seed {seed}: training and evaluating ..."):
-                record = run_once(args.method, dataset, bits, seed, overrides, args.device,
-                                  return_codes=args.save_codes)
+            console.print(f"[dim]{probe.name} {bits} bits, seed {seed}: training ...[/]")
+            record = run_once(args.method, dataset, bits, seed, overrides, args.device, return_codes=args.save_codes)
             codes = record.pop("_codes", None)
             if not args.no_save:
                 path = write_record(record, args.out)

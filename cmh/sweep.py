@@ -1,0 +1,90 @@
+"""Parameter grids in YAML (ann-benchmarks style): the runs behind ``results/`` and ``leaderboards/``.
+
+A grid file::
+
+    out: results                      # where records go (relative to the current folder)
+    datasets:                         # name -> how to load it (``data`` may use $CMH_DATA)
+      synthetic: {}
+      wikipedia: {data: $CMH_DATA/wikipedia}
+    runs:
+      - methods: [cvh, scm-seq]
+        datasets: [synthetic, wikipedia]
+        bits: [16, 32, 64, 128]
+        seeds: [0, 1, 2]
+        set: {}                       # optional method overrides for this block
+
+``cmh sweep GRID`` runs every (dataset, method, bits, seed) whose record is missing. ``$CMH_DATA``
+defaults to ``../shared/data`` beside the repository when unset.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cmh.errors import CMHError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+GRID_DIR = Path(__file__).resolve().parent / "configs"
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    dataset: str
+    method: str
+    bits: int
+    seed: int
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+def default_data_root() -> str:
+    return os.environ.get("CMH_DATA", str(REPO_ROOT.parent / "shared" / "data"))
+
+
+def resolve_grid_path(name_or_path: str) -> Path:
+    """A grid file path, or the name of a grid shipped in ``cmh/configs`` (e.g. ``leaderboard``)."""
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    shipped = GRID_DIR / f"{name_or_path}.yaml"
+    if shipped.is_file():
+        return shipped
+    names = sorted(q.stem for q in GRID_DIR.glob("*.yaml"))
+    raise CMHError(f"grid '{name_or_path}' not found; pass a YAML file or one of: {', '.join(names)}")
+
+
+def load_grid(path: str | Path) -> dict[str, Any]:
+    path = resolve_grid_path(str(path))
+    try:
+        grid = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise CMHError(f"grid '{path}' is not valid YAML ({exc.__class__.__name__}); fix its syntax") from None
+    if not isinstance(grid.get("runs"), list):
+        raise CMHError(f"grid '{path}' needs a 'runs' list (see cmh/sweep.py for the format)")
+    return grid
+
+
+def dataset_args(grid: dict[str, Any], name: str) -> dict[str, Any]:
+    """``load_dataset`` keyword arguments for dataset ``name`` of the grid, with $CMH_DATA expanded."""
+    spec = dict((grid.get("datasets") or {}).get(name) or {})
+    if "data" in spec:
+        env = {**os.environ, "CMH_DATA": default_data_root()}
+        spec["path"] = os.path.expandvars(spec.pop("data").replace("$CMH_DATA", env["CMH_DATA"]))
+    return spec
+
+
+def plan(grid: dict[str, Any], methods: list[str] | None = None, datasets: list[str] | None = None) -> Iterator[PlannedRun]:
+    """Every run of the grid, optionally restricted to some methods/datasets."""
+    for block in grid["runs"]:
+        for ds, m, bits, seed in itertools.product(
+            block["datasets"], block["methods"], block["bits"], block.get("seeds", [0])
+        ):
+            if (methods and m not in methods) or (datasets and ds not in datasets):
+                continue
+            yield PlannedRun(ds, m, int(bits), int(seed), dict(block.get("set") or {}))
