@@ -33,13 +33,13 @@ def test_valid_dataset_and_parts():
 @pytest.mark.parametrize(
     "mutate, message",
     [
-        (lambda i, t, l: (i[:-1], t, l), "image features have 19 rows but labels have 20"),
-        (lambda i, t, l: (i, t[:, 0], l), "text features must be 2-d"),
-        (lambda i, t, l: (np.where(np.arange(5) == 2, np.nan, i), t, l), "contain 20 NaN/inf"),
-        (lambda i, t, l: (i, np.where(t > 0.99, np.inf, t), l), "NaN/inf"),
-        (lambda i, t, l: (i, t, np.vstack([l[:-1], np.zeros((1, 3), np.uint8)])), "1 rows have no label"),
-        (lambda i, t, l: (i, t, l * 2), "multi-hot 0/1"),
-        (lambda i, t, l: (i, t, l.argmax(1)), "2-d \\(n, classes\\)"),
+        (lambda i, t, lab: (i[:-1], t, lab), "image features have 19 rows but labels have 20"),
+        (lambda i, t, lab: (i, t[:, 0], lab), "text features must be 2-d"),
+        (lambda i, t, lab: (np.where(np.arange(5) == 2, np.nan, i), t, lab), "contain 20 NaN/inf"),
+        (lambda i, t, lab: (i, np.where(t > 0.99, np.inf, t), lab), "NaN/inf"),
+        (lambda i, t, lab: (i, t, np.vstack([lab[:-1], np.zeros((1, 3), np.uint8)])), "1 rows have no label"),
+        (lambda i, t, lab: (i, t, lab * 2), "multi-hot 0/1"),
+        (lambda i, t, lab: (i, t, lab.argmax(1)), "2-d \\(n, classes\\)"),
     ],
 )
 def test_validation_errors(mutate, message):

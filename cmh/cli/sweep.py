@@ -22,6 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=sweep_command)
 
 
+def _names(text: str | None) -> list[str] | None:
+    return text.split(",") if text else None
+
+
 def sweep_command(args: argparse.Namespace) -> int:
     from cmh.data.catalog import load_dataset
     from cmh.results import record_path, write_record
@@ -31,8 +35,7 @@ def sweep_command(args: argparse.Namespace) -> int:
     console = Console()
     grid = load_grid(args.grid)
     out = args.out or grid.get("out", "results")
-    split = (lambda s: s.split(",") if s else None)
-    runs = list(plan(grid, split(args.methods), split(args.datasets)))
+    runs = list(plan(grid, _names(args.methods), _names(args.datasets)))
     loaded: dict[str, object] = {}
     todo = []
     for run in runs:
