@@ -1,0 +1,228 @@
+"""Shared behaviour of the shallow baselines (cvh, scm-orth, scm-seq, cmfh, stmh) and cmh.baselines._common."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from cmh.baselines import _common
+from cmh.data import CrossModalDataset, Pairs, fixed_split, one_hot
+from cmh.errors import CMHError
+from cmh.registry import create_method, get_method_class
+
+METHODS = ["cvh", "scm-orth", "scm-seq", "cmfh", "stmh"]
+
+
+def local_map(qb: np.ndarray, db: np.ndarray, ql: np.ndarray, dl: np.ndarray) -> float:
+    """mAP@all under the protocol's order (Hamming distance, ties by database index); test-only reference."""
+    d = (qb.shape[1] - qb.astype(np.int32) @ db.astype(np.int32).T) // 2
+    rel = (ql.astype(np.int32) @ dl.astype(np.int32).T) > 0
+    order = np.argsort(d, axis=1, kind="stable")
+    r = np.take_along_axis(rel, order, axis=1)
+    prec = np.cumsum(r, axis=1) / np.arange(1, r.shape[1] + 1)
+    return float(((prec * r).sum(1) / np.maximum(r.sum(1), 1)).mean())
+
+
+def fit_quiet(name: str, train: Pairs, bits: int, seed: int = 0, **cfg):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", _common.UninformativeBitsWarning)
+        return create_method(name, bits=bits, seed=seed, **cfg).fit(train)
+
+
+def cross_map(m, ds: CrossModalDataset) -> tuple[float, float]:
+    q, db = ds.part("query"), ds.part("database")
+    i2t = local_map(m.encode_image(q.image), m.encode_text(db.text), q.labels, db.labels)
+    t2i = local_map(m.encode_text(q.text), m.encode_image(db.image), q.labels, db.labels)
+    return i2t, t2i
+
+
+def registered(name: str) -> bool:
+    try:
+        get_method_class(name)
+    except CMHError:
+        return False
+    return True
+
+
+def load_wikipedia(root) -> CrossModalDataset:
+    d = np.load(root / "wikipedia" / "wikipedia.npz")
+    ntr, nte = len(d["label_train"]), len(d["label_test"])
+    return CrossModalDataset(
+        name="wikipedia",
+        image=np.vstack([d["image_train"], d["image_test"]]),
+        text=np.vstack([d["text_train"], d["text_test"]]),
+        labels=one_hot(np.concatenate([d["label_train"], d["label_test"]]), 10),
+        split=fixed_split(np.arange(ntr), np.arange(ntr, ntr + nte)),
+    )
+
+
+params = [pytest.param(m, marks=pytest.mark.skipif(not registered(m), reason=f"{m} not registered yet"))
+          for m in METHODS]
+
+
+@pytest.mark.parametrize("name", params)
+def test_declares_interface(name):
+    cls = get_method_class(name)
+    assert cls.kind == "shallow"
+    assert cls.supervised == name.startswith("scm")
+    assert cls.paper and cls.__doc__
+    cfg = cls.Config()
+    assert dataclasses.is_dataclass(cfg)
+    field = dataclasses.fields(cfg)[0].name
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(cfg, field, 0)
+
+
+@pytest.mark.parametrize("name", params)
+def test_codes_shape_dtype_values_and_determinism(name, synthetic_small):
+    train, q = synthetic_small.part("train"), synthetic_small.part("query")
+    a = fit_quiet(name, train, 16, seed=3)
+    b = fit_quiet(name, train, 16, seed=3)
+    for enc, x in (("encode_image", q.image), ("encode_text", q.text)):
+        ca, cb = getattr(a, enc)(x), getattr(b, enc)(x)
+        assert ca.shape == (len(q), 16) and ca.dtype == np.int8
+        assert set(np.unique(ca)) <= {-1, 1}
+        np.testing.assert_array_equal(ca, cb)
+        # no constant bit on real features
+        assert np.all(np.abs(ca.astype(int).sum(0)) < len(q))
+
+
+@pytest.mark.parametrize("name", params)
+def test_sparse_text_gives_same_codes(name, synthetic_small):
+    train, q = synthetic_small.part("train"), synthetic_small.part("query")
+    dense = fit_quiet(name, train, 16)
+    sparse_train = Pairs(train.image, sp.csr_matrix(train.text), train.labels)
+    sparse = fit_quiet(name, sparse_train, 16)
+    a, b = dense.encode_text(q.text), sparse.encode_text(sp.csr_matrix(q.text))
+    assert (a == b).mean() > 0.99  # identical up to float round-off at sign boundaries
+    assert (dense.encode_image(q.image) == sparse.encode_image(q.image)).mean() > 0.99
+
+
+@pytest.mark.parametrize("name", params)
+def test_beats_random_codes_on_synthetic(name, synthetic_small):
+    m = fit_quiet(name, synthetic_small.part("train"), 32)
+    i2t, t2i = cross_map(m, synthetic_small)
+    q, db = synthetic_small.part("query"), synthetic_small.part("database")
+    rng = np.random.default_rng(0)
+    rand = local_map(
+        np.where(rng.standard_normal((len(q), 32)) >= 0, 1, -1).astype(np.int8),
+        np.where(rng.standard_normal((len(db), 32)) >= 0, 1, -1).astype(np.int8),
+        q.labels, db.labels,
+    )
+    # synthetic_small has dense multi-labels (random codes already score ~0.28) and non-linear views, so a
+    # linear unsupervised method gains less; the spread of random-code mAP over seeds is ~0.003, so +0.025
+    # is many standard deviations. Supervised methods must clear +0.05.
+    margin = 0.05 if get_method_class(name).supervised else 0.025
+    assert i2t > rand + margin and t2i > rand + margin, (i2t, t2i, rand)
+
+
+@pytest.mark.parametrize("name", params)
+def test_rejects_all_zero_features(name, synthetic_small):
+    train = synthetic_small.part("train")
+    bad = Pairs(np.zeros_like(train.image), train.text, train.labels)
+    with pytest.raises(CMHError, match="all zero"):
+        create_method(name, bits=16).fit(bad)
+    bad = Pairs(train.image, np.zeros_like(train.text), train.labels)
+    with pytest.raises(CMHError, match="all zero"):
+        create_method(name, bits=16).fit(bad)
+
+
+@pytest.mark.parametrize("name", params)
+def test_encode_checks(name, synthetic_small):
+    train = synthetic_small.part("train")
+    m = create_method(name, bits=16)
+    with pytest.raises(CMHError, match="fit"):
+        m.encode_image(train.image)
+    m = fit_quiet(name, train, 16)
+    with pytest.raises(CMHError, match="fitted on"):
+        m.encode_text(train.image)
+
+
+# Expected Wikipedia mAP at 32 bits (query = 693 test pairs, database = train = 2,173 pairs), (I→T, T→I) ranges.
+# Justification from the papers' Wikipedia tables at 16-128 bits (mAP; features: 128-d SIFT BoVW, 10-d LDA):
+# - CVH: SCM/SePH/CMFH papers report about 0.18-0.20 I→T and 0.17-0.30 T→I with the (uncentred) public code; the
+#   range is kept wide at the top because cmh's documented extra random-hyperplane bits beyond the 9 informative
+#   directions add ~0.03 over the 9-bit CCA codes (measured 0.23 / 0.22).
+# - SCM-orth / SCM-seq: the SCM paper (AAAI 2014, Table 2) reports ~0.17-0.24 / ~0.21-0.27 for SCM-orth and
+#   ~0.24-0.26 / ~0.27-0.30 for SCM-seq; supervised, so well above the unsupervised CVH lower bound.
+# - CMFH and STMH: see docs/baselines.md (their papers use other protocols for T→I); ranges from our measurements
+#   on the same data, bracketed by random (~0.11) and the supervised SCM-seq.
+WIKI_RANGES = {
+    "cvh": ((0.17, 0.30), (0.17, 0.32)),
+    "scm-orth": ((0.15, 0.30), (0.15, 0.32)),
+    "scm-seq": ((0.21, 0.32), (0.22, 0.34)),
+    "cmfh": ((0.16, 0.30), (0.16, 0.62)),
+    "stmh": ((0.14, 0.30), (0.14, 0.62)),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", params)
+def test_wikipedia_map_in_paper_range(name, shared_data):
+    ds = load_wikipedia(shared_data)
+    m = fit_quiet(name, ds.part("train"), 32)
+    i2t, t2i = cross_map(m, ds)
+    (lo1, hi1), (lo2, hi2) = WIKI_RANGES[name]
+    assert lo1 <= i2t <= hi1 and lo2 <= t2i <= hi2, (name, i2t, t2i)
+
+
+# -- _common -------------------------------------------------------------------------------------
+
+
+def test_centred_moments_match_dense_and_sparse():
+    rng = np.random.default_rng(0)
+    x = rng.random((50, 6)) * (rng.random((50, 6)) > 0.5)
+    y = rng.random((50, 4))
+    mx, my = _common.column_mean(x), _common.column_mean(y)
+    xc, yc = x - x.mean(0), y - y.mean(0)
+    np.testing.assert_allclose(_common.scatter(x, mx), xc.T @ xc, atol=1e-10)
+    np.testing.assert_allclose(_common.scatter(sp.csr_matrix(x), mx), xc.T @ xc, atol=1e-10)
+    np.testing.assert_allclose(_common.cross_scatter(sp.csr_matrix(x), y, mx, my), xc.T @ yc, atol=1e-10)
+    w = rng.standard_normal((6, 3))
+    np.testing.assert_allclose(_common.centred_project(sp.csr_matrix(x), w, mx), xc @ w, atol=1e-10)
+
+
+def test_generalised_eigh_is_b_orthonormal():
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((5, 5))
+    a = a + a.T
+    b = rng.standard_normal((5, 5))
+    b = b @ b.T + 5 * np.eye(5)
+    vals, vecs = _common.generalised_eigh(a, b, 3)
+    assert np.all(np.diff(vals) <= 0)
+    np.testing.assert_allclose(vecs.T @ b @ vecs, np.eye(3), atol=1e-8)
+    np.testing.assert_allclose(a @ vecs, b @ vecs * vals, atol=1e-8)
+
+
+def test_extend_projections_warns_and_keeps_informative_columns():
+    rng = np.random.default_rng(0)
+    with pytest.warns(_common.UninformativeBitsWarning, match="only 3 of the 8 bits"):
+        e = _common.extend_projections("m", 8, 3, rng)
+    assert e.shape == (3, 8)
+    np.testing.assert_array_equal(e[:, :3], np.eye(3))
+    assert np.all(np.abs(e[:, 3:]).sum(0) > 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(_common.extend_projections("m", 4, 6, rng), np.eye(6, 4))
+    with pytest.raises(CMHError, match="no informative"):
+        _common.extend_projections("m", 4, 0, rng)
+
+
+def test_check_features_and_labels():
+    with pytest.raises(CMHError, match="all zero"):
+        _common.check_features("m", sp.csr_matrix((5, 3)), "text")
+    with pytest.raises(CMHError, match="identical"):
+        _common.check_features("m", np.ones((5, 3)), "image")
+    with pytest.raises(CMHError, match="identical"):
+        _common.check_features("m", sp.csr_matrix(np.ones((5, 3))), "text")
+    _common.check_features("m", np.eye(5), "image")
+    with pytest.raises(CMHError, match="same labels"):
+        _common.check_labels("m", np.ones((5, 1)))
+    with pytest.raises(CMHError, match="needs labels"):
+        _common.check_labels("m", None)
+    lab = _common.row_normalise(np.array([[1, 1], [0, 1]]))
+    np.testing.assert_allclose(np.linalg.norm(lab, axis=1), 1.0)
