@@ -11,10 +11,13 @@ Public API (kept stable):
 - :func:`check_features` — one-line :class:`~cmh.errors.CMHError` for empty / all-zero / constant features.
 - :func:`check_labels` — one-line error for missing or single-class labels (supervised methods).
 - :func:`as_matrix` — float64 dense array or float64 CSR matrix.
-- :func:`column_mean`, :func:`scatter`, :func:`cross_scatter`, :func:`centred_project` — centred
-  second moments and projections (sparse-aware).
+- :class:`Centred` — ``X − 1μᵀ`` as an operator (``t_dot``, ``dot``, ``gram``, ``cross``) for dense or
+  sparse ``X``; :func:`column_mean`, :func:`scatter`, :func:`cross_scatter`, :func:`centred_project` —
+  the same as functions.
 - :func:`ridge` — relative ridge ``reg · trace(C)/d · I``.
-- :func:`inv_sqrt_psd`, :func:`generalised_eigh` — small symmetric linear algebra.
+- :func:`whitened_cross`, :func:`unwhiten`, :func:`top_singular`, :func:`count_informative` — CCA-like
+  problems ``max wxᵀCxy wy s.t. wxᵀCxx wx = wyᵀCyy wy = 1`` via Cholesky whitening;
+  :func:`cholesky_factor`, :func:`inv_sqrt_psd`, :func:`generalised_eigh` — small symmetric linear algebra.
 - :func:`informative_rank` / :func:`extend_projections` — the "more bits than informative
   dimensions" policy (see below).
 - :func:`row_normalise` — L2 row normalisation of label matrices.
@@ -46,11 +49,14 @@ import scipy.sparse as sp
 from cmh.errors import CMHError
 
 __all__ = [
+    "Centred",
     "UninformativeBitsWarning",
     "as_matrix",
     "centred_project",
     "check_features",
     "check_labels",
+    "cholesky_factor",
+    "count_informative",
     "column_mean",
     "cross_scatter",
     "extend_projections",
@@ -60,6 +66,9 @@ __all__ = [
     "ridge",
     "row_normalise",
     "scatter",
+    "top_singular",
+    "unwhiten",
+    "whitened_cross",
 ]
 
 
@@ -127,35 +136,92 @@ def row_normalise(labels: np.ndarray) -> np.ndarray:
     return lab / np.where(norms > 0, norms, 1.0)
 
 
-# -- centred second moments -------------------------------------------------------------------------
+# -- centred data -----------------------------------------------------------------------------------
 
 
 def column_mean(x: Any) -> np.ndarray:
     """Column means (d,) float64 of dense or sparse ``x`` (n, d)."""
-    return np.asarray(x.mean(axis=0), dtype=np.float64).ravel()
+    return np.asarray(x.mean(axis=0, dtype=np.float64), dtype=np.float64).ravel()
 
 
 def _dense(a: Any) -> np.ndarray:
     return np.asarray(a.toarray() if sp.issparse(a) else a, dtype=np.float64)
 
 
+class Centred:
+    """A feature matrix ``X`` (n, d) seen as ``Xc = X − 1μᵀ`` without densifying sparse input.
+
+    Dense input is centred once into a float32 (or float64, if given float64) copy, which avoids the
+    cancellation of ``XᵀX − nμμᵀ`` in single precision and uses fast BLAS; sparse input stays CSR and the
+    mean is subtracted algebraically. ``mean`` defaults to the column means of ``x`` (the TRAIN means; pass
+    them explicitly to centre other rows the same way).
+    """
+
+    def __init__(self, x: Any, mean: np.ndarray | None = None) -> None:
+        self.sparse = sp.issparse(x)
+        self.mean = column_mean(x) if mean is None else np.asarray(mean, dtype=np.float64)
+        self.shape = x.shape
+        if self.sparse:
+            self.x = sp.csr_matrix(x, dtype=np.float64)
+        else:
+            x = np.asarray(x)
+            dtype = np.float64 if x.dtype == np.float64 else np.float32
+            self.x = x.astype(dtype, copy=True)
+            self.x -= self.mean.astype(dtype)
+
+    def t_dot(self, a: np.ndarray) -> np.ndarray:
+        """``Xcᵀ A`` (d, k) float64 for dense ``A`` (n, k)."""
+        a = np.asarray(a)
+        if self.sparse:
+            return _dense(self.x.T @ a) - np.outer(self.mean, a.sum(axis=0))
+        return np.asarray(self.x.T @ a.astype(self.x.dtype, copy=False), dtype=np.float64)
+
+    def dot(self, w: np.ndarray) -> np.ndarray:
+        """``Xc W`` (n, k) float64 for ``W`` (d, k)."""
+        if self.sparse:
+            return _dense(self.x @ w) - (self.mean @ w)[None, :]
+        return np.asarray(self.x @ w.astype(self.x.dtype), dtype=np.float64)
+
+    def gram(self) -> np.ndarray:
+        """``XcᵀXc`` (d, d) float64, symmetric."""
+        if self.sparse:
+            g = _dense(self.x.T @ self.x) - self.shape[0] * np.outer(self.mean, self.mean)
+        else:
+            g = np.asarray(self.x.T @ self.x, dtype=np.float64)
+        return (g + g.T) / 2
+
+    def cross(self, other: Centred) -> np.ndarray:
+        """``XcᵀYc`` (dx, dy) float64 with another :class:`Centred` of the same rows."""
+        if other.sparse:
+            if self.sparse:
+                return _dense(self.x.T @ other.x) - self.shape[0] * np.outer(self.mean, other.mean)
+            return other.t_dot(self.x).T
+        return self.t_dot(other.x)
+
+
 def scatter(x: Any, mean: np.ndarray) -> np.ndarray:
-    """Centred scatter ``(X − 1μᵀ)ᵀ(X − 1μᵀ) = XᵀX − n μμᵀ`` (d, d), float64, sparse-aware."""
-    n = x.shape[0]
-    s = _dense(x.T @ x) - n * np.outer(mean, mean)
-    return (s + s.T) / 2
+    """Centred scatter ``(X − 1μᵀ)ᵀ(X − 1μᵀ)`` (d, d), float64, sparse-aware."""
+    return Centred(x, mean).gram()
 
 
 def cross_scatter(x: Any, y: Any, mx: np.ndarray, my: np.ndarray) -> np.ndarray:
-    """Centred cross scatter ``(X − 1μxᵀ)ᵀ(Y − 1μyᵀ) = XᵀY − n μx μyᵀ`` (dx, dy), float64."""
-    n = x.shape[0]
-    return _dense(x.T @ y) - n * np.outer(mx, my)
+    """Centred cross scatter ``(X − 1μxᵀ)ᵀ(Y − 1μyᵀ)`` (dx, dy), float64."""
+    return Centred(x, mx).cross(Centred(y, my))
 
 
 def centred_project(x: Any, w: np.ndarray, mean: np.ndarray) -> np.ndarray:
-    """``(X − 1μᵀ) W`` (n, k) without densifying a sparse ``X`` (n, d); ``W`` is (d, k)."""
-    xw = x @ w
-    return np.asarray(xw, dtype=np.float64) - (mean @ w)[None, :]
+    """``(X − 1μᵀ) W`` (n, k) float64 without densifying a sparse ``X`` (n, d) or copying a dense one.
+
+    ``W`` is (d, k). Dense float32 input is multiplied in float32 (no float64 copy of a large ``X``).
+    """
+    if sp.issparse(x):
+        xw = sp.csr_matrix(x) @ w
+    else:
+        x = np.asarray(x)
+        if x.dtype not in (np.float32, np.float64):
+            x = x.astype(np.float32)
+        xw = x @ np.asarray(w, dtype=x.dtype)
+    return np.asarray(xw, dtype=np.float64) - (np.asarray(mean, dtype=np.float64) @ w)[None, :]
 
 
 def ridge(c: np.ndarray, reg: float) -> np.ndarray:
@@ -175,6 +241,77 @@ def inv_sqrt_psd(c: np.ndarray, floor: float = 1e-12) -> np.ndarray:
     vals, vecs = np.linalg.eigh((c + c.T) / 2)
     vals = np.maximum(vals, floor * max(float(vals.max()), 1e-300))
     return (vecs / np.sqrt(vals)) @ vecs.T
+
+
+def cholesky_factor(c: np.ndarray, method: str = "") -> np.ndarray:
+    """Upper Cholesky factor ``R`` (d, d) with ``RᵀR = C``; a one-line :class:`CMHError` if ``C`` is not PD."""
+    try:
+        return scipy.linalg.cholesky((c + c.T) / 2, lower=False)
+    except np.linalg.LinAlgError:
+        raise CMHError(
+            f"{method}: a feature covariance is singular; increase the ridge, e.g. --set reg=1e-3"
+        ) from None
+
+
+def whitened_cross(
+    cxx: np.ndarray, cyy: np.ndarray, cxy: np.ndarray, method: str = ""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(Rx, Ry, M)`` with ``Cxx = RxᵀRx``, ``Cyy = RyᵀRy`` and ``M = Rx⁻ᵀ Cxy Ry⁻¹`` (dx, dy).
+
+    The singular triplets ``(u, σ, v)`` of ``M`` solve ``max wxᵀ Cxy wy  s.t.  wxᵀCxx wx = wyᵀCyy wy = 1``
+    (CCA-like generalised eigenproblems): ``wx = Rx⁻¹ u``, ``wy = Ry⁻¹ v`` (:func:`unwhiten`). Cholesky
+    whitening costs ``d³/3`` instead of an eigendecomposition.
+    """
+    rx, ry = cholesky_factor(cxx, method), cholesky_factor(cyy, method)
+    m = scipy.linalg.solve_triangular(rx, cxy, trans="T", lower=False)
+    m = scipy.linalg.solve_triangular(ry, m.T, trans="T", lower=False).T
+    return rx, ry, m
+
+
+def unwhiten(r: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """``R⁻¹ U``: whitened directions (d, k) back to feature-space projections."""
+    return scipy.linalg.solve_triangular(r, u, lower=False)
+
+
+def top_singular(m: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Top-``k`` singular triplets ``(U (p, k), σ (k,), V (q, k))`` of ``m`` (p, q), descending.
+
+    Computed from the eigendecomposition of the smaller Gram matrix (only its top ``k`` eigenpairs), so a
+    4096 × 1386 matrix costs a 1386² eigenproblem. Vectors of (near-)zero singular values are returned as
+    zeros on the larger side. Signs are fixed so that the largest-magnitude entry of each ``U`` column is
+    positive (deterministic output).
+    """
+    p, q = m.shape
+    k = int(min(k, p, q))
+    small_right = q <= p
+    g = m.T @ m if small_right else m @ m.T
+    s = g.shape[0]
+    vals, vecs = scipy.linalg.eigh((g + g.T) / 2, subset_by_index=[s - k, s - 1])
+    vals, vecs = vals[::-1], vecs[:, ::-1]
+    sigma = np.sqrt(np.maximum(vals, 0.0))
+    tol = 1e-10 * max(float(sigma[0]) if k else 0.0, 1e-300)
+    inv = np.where(sigma > tol, 1.0 / np.where(sigma > tol, sigma, 1.0), 0.0)
+    if small_right:
+        v = vecs
+        u = (m @ v) * inv
+    else:
+        u = vecs
+        v = (m.T @ u) * inv
+    idx = np.argmax(np.abs(u), axis=0) if k else np.zeros(0, int)
+    signs = np.sign(u[idx, np.arange(k)]) if k else np.ones(0)
+    signs[signs == 0] = 1
+    return u * signs, sigma, v * signs
+
+
+def count_informative(sigma: np.ndarray, rel_tol: float = 1e-3) -> int:
+    """How many values of a descending spectrum ``sigma`` exceed ``rel_tol · sigma[0]`` (0 if all are 0).
+
+    The default 1e-3 sits well above the float32 round-off of centred features and the ~1e-4 error of
+    singular values obtained through a Gram matrix (:func:`top_singular`), and far below any useful direction.
+    """
+    if sigma.size == 0 or sigma[0] <= 0:
+        return 0
+    return int((sigma > rel_tol * sigma[0]).sum())
 
 
 def generalised_eigh(a: np.ndarray, b: np.ndarray, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -200,7 +337,8 @@ def generalised_eigh(a: np.ndarray, b: np.ndarray, k: int | None = None) -> tupl
 
 
 def informative_rank(*covariances: np.ndarray, tol: float = 1e-8) -> int:
-    """The number of informative paired directions: the smallest numerical rank among ``covariances``."""
+    """The smallest numerical rank among ``covariances`` (a full eigendecomposition: O(d³), small d only;
+    the methods themselves count informative directions from their spectrum, :func:`count_informative`)."""
     ranks = []
     for c in covariances:
         vals = np.linalg.eigvalsh((c + c.T) / 2)

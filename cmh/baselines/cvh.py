@@ -41,16 +41,15 @@ import numpy as np
 
 from cmh.base import HashMethod, sign_codes
 from cmh.baselines._common import (
-    as_matrix,
+    Centred,
     centred_project,
     check_features,
-    column_mean,
-    cross_scatter,
+    count_informative,
     extend_projections,
-    informative_rank,
-    inv_sqrt_psd,
     ridge,
-    scatter,
+    top_singular,
+    unwhiten,
+    whitened_cross,
 )
 from cmh.registry import register_method
 
@@ -60,27 +59,22 @@ PAPER = (
 
 
 def cca(
-    x: Any, y: Any, reg: float
+    x: Any, y: Any, reg: float, k: int | None = None, method: str = "cvh"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
     """Regularised CCA of paired views ``x`` (n, dx) and ``y`` (n, dy), dense or sparse.
 
-    Returns ``(wx (dx, k), wy (dy, k), rho (k,), mean_x, mean_y, r)`` with ``k = min(dx, dy)`` directions
-    sorted by decreasing canonical correlation ``rho``; ``r`` is how many of them are informative (rank of
-    the unregularised centred covariances, and ``rho > 1e-6``). Directions satisfy ``wᵀ(C + κI)w = 1``.
+    Returns ``(wx (dx, k), wy (dy, k), rho (k,), mean_x, mean_y, r)``: the top ``k`` (default
+    ``min(dx, dy)``) directions by decreasing canonical correlation ``rho`` with ``wᵀ(C + κI)w = 1``, the
+    train means, and ``r``, how many of the ``k`` carry correlation (``rho > 1e-3·rho_max``; directions in the
+    null space of a centred covariance have ``rho = 0``).
     """
-    mx, my = column_mean(x), column_mean(y)
+    cx, cy = Centred(x), Centred(y)
     n = x.shape[0]
-    cxx, cyy = scatter(x, mx) / n, scatter(y, my) / n
-    cxy = cross_scatter(x, y, mx, my) / n
-    kx, ky = inv_sqrt_psd(ridge(cxx, reg)), inv_sqrt_psd(ridge(cyy, reg))
-    u, rho, vt = np.linalg.svd(kx @ cxy @ ky, full_matrices=False)
-    wx, wy = kx @ u, ky @ vt.T
-    # deterministic signs: make the largest-magnitude entry of each image direction positive
-    idx = np.argmax(np.abs(wx), axis=0)
-    s = np.sign(wx[idx, np.arange(wx.shape[1])])
-    s[s == 0] = 1
-    r = min(informative_rank(cxx, cyy), int((rho > 1e-6).sum()))
-    return wx * s, wy * s, rho, mx, my, r
+    cxx, cyy = ridge(cx.gram() / n, reg), ridge(cy.gram() / n, reg)
+    cxy = cx.cross(cy) / n
+    rx, ry, m = whitened_cross(cxx, cyy, cxy, method)
+    u, rho, v = top_singular(m, min(x.shape[1], y.shape[1]) if k is None else k)
+    return unwhiten(rx, u), unwhiten(ry, v), rho, cx.mean, cy.mean, count_informative(rho)
 
 
 @register_method("cvh")
@@ -104,9 +98,10 @@ class CVH(HashMethod):
         self.check_train(train)
         check_features(self.name, train.image, "image")
         check_features(self.name, train.text, "text")
-        x, y = as_matrix(train.image), as_matrix(train.text)
-        wx, wy, rho, mx, my, r = cca(x, y, float(self.cfg.reg))
-        dims = f"min(d_img, d_txt) = {min(x.shape[1], y.shape[1])}, rank of the centred covariances = {r}"
+        x, y = train.image, train.text
+        k = min(self.bits, x.shape[1], y.shape[1])
+        wx, wy, rho, mx, my, r = cca(x, y, float(self.cfg.reg), k=k, method=self.name)
+        dims = f"min(d_img, d_txt) = {min(x.shape[1], y.shape[1])}, correlated directions = {r}"
         e = extend_projections(self.name, self.bits, r, self.rng(), weights=rho[:r], reason=dims)
         self.n_informative = min(r, self.bits)
         self.rho_ = rho[: self.n_informative]
@@ -119,9 +114,9 @@ class CVH(HashMethod):
     def encode_image(self, image: np.ndarray) -> np.ndarray:
         self.check_fitted()
         self.check_dim(image, self.dims[0], "image")
-        return sign_codes(centred_project(as_matrix(image), self.w_image, self.mean_image))
+        return sign_codes(centred_project(image, self.w_image, self.mean_image))
 
     def encode_text(self, text: Any) -> np.ndarray:
         self.check_fitted()
         self.check_dim(text, self.dims[1], "text")
-        return sign_codes(centred_project(as_matrix(text), self.w_text, self.mean_text))
+        return sign_codes(centred_project(text, self.w_text, self.mean_text))
