@@ -184,7 +184,9 @@ def test_flickr25k_single_file_layout(tmp_path):
     feats = rng.random((n, 7)).astype(np.float32)
     np.savez(tmp_path / "feats.npz", features=feats, paths=np.arange(n))
     ds = load_dcmh(f, image_features=tmp_path / "feats.npz", image_key="features", protocol=None)
-    assert np.array_equal(ds.image, feats) and np.array_equal(ds.text, text.astype(np.float32))
+    assert np.array_equal(ds.image, feats)
+    # `features` is the default key of a multi-array npz (the layout of `cmh extract image`)
+    assert load_dcmh(f, image_features=tmp_path / "feats.npz", protocol=None).content_hash() == ds.content_hash() and np.array_equal(ds.text, text.astype(np.float32))
     # the same single-file layout with features in `images`
     g = tmp_path / "feat-layout.mat"
     write_mat73(g, {"images": feats.astype(np.float64), "YAll": text, "LAll": labels})

@@ -42,7 +42,8 @@ def read_array(path: str | Path, key: str | None = None, what: str = "array", mm
     """One array from ``.npy`` (memory-mapped), ``.npz``, ``.mat`` (v5/v7.3), ``.h5``/``.hdf5`` or text.
 
     ``key`` names the array inside ``.npz``/``.mat``/``.h5`` containers (optional when the file holds exactly
-    one). A scipy ``save_npz`` file, or a cmh native ``.npz`` with CSR parts ``<key>_data`` …, comes back as
+    one; in an ``.npz`` with several arrays, ``features`` is taken by default, as written by ``cmh extract``).
+    A scipy ``save_npz`` file, or a cmh native ``.npz`` with CSR parts ``<key>_data`` …, comes back as
     ``scipy.sparse.csr_matrix``. Text files (``.txt``, ``.csv``, ``.tsv``) are read with ``np.loadtxt``.
     """
     p = check_file(path, f"{what} file")
@@ -97,6 +98,8 @@ def _read_npz_member(p: Path, key: str | None, what: str) -> Any:
             return sp.load_npz(p).tocsr()
         if key is not None and key not in files and f"{key}_data" in files:
             return _csr_from(z, key, p)
+        if key is None and len(files) > 1 and "features" in files:
+            key = "features"  # the feature files written by `cmh extract image`
         if key is None:
             if len(files) != 1:
                 raise DataError(
