@@ -356,3 +356,17 @@ def test_one_hot_ids_via_read_array(tmp_path):
     np.savetxt(tmp_path / "ids.txt", [1, 3, 2])
     ids = read_array(tmp_path / "ids.txt")
     assert one_hot(ids.astype(int) - 1).tolist() == [[1, 0, 0], [0, 0, 1], [0, 1, 0]]
+
+
+def test_dcmh_folder_with_two_datasets(tmp_path):
+    a_img, a_txt, a_lab = _toy(n=30, seed=1)
+    b_img, b_txt, b_lab = _toy(n=40, seed=2)
+    for prefix, (img, txt, lab) in (("mirflickr25k", (a_img, a_txt, a_lab)), ("nus-wide-tc10", (b_img, b_txt, b_lab))):
+        sio.savemat(tmp_path / f"{prefix}-iall.mat", {"IAll": img})
+        sio.savemat(tmp_path / f"{prefix}-yall.mat", {"YAll": txt})
+        sio.savemat(tmp_path / f"{prefix}-lall.mat", {"LAll": lab})
+    _one_line_error(lambda: load_dcmh(tmp_path, protocol=None), "several files hold the image .*; point --data at one")
+    a = load_dcmh(tmp_path / "mirflickr25k-lall.mat", protocol=None)
+    b = load_dcmh(tmp_path / "nus-wide-tc10-yall.mat", protocol=None)
+    assert a.n == 30 and np.array_equal(a.labels, a_lab) and np.array_equal(a.image, a_img.astype(np.float32))
+    assert b.n == 40 and np.array_equal(b.text, b_txt.astype(np.float32))

@@ -468,7 +468,11 @@ DCMH_NAMES: dict[str, tuple[str, ...]] = {
 
 
 def _find_dcmh_vars(path: Path) -> dict[str, tuple[Path, str, tuple[int, ...]]]:
-    """Locate the image/text/label variables: in ``path`` itself first, then in sibling ``.mat`` files."""
+    """Locate the image/text/label variables: in ``path`` itself first, then in the ``.mat`` files beside it.
+
+    When several sibling files hold the same role (e.g. MIRFLICKR and NUS-WIDE files in one folder), the one whose
+    name shares the longest prefix with ``path`` wins; a tie is an error asking for an explicit file.
+    """
     if path.is_dir():
         files = sorted(path.glob("*.mat"))
         if not files:
@@ -476,7 +480,7 @@ def _find_dcmh_vars(path: Path) -> dict[str, tuple[Path, str, tuple[int, ...]]]:
     else:
         check_file(path, "DCMH file")
         files = [path, *sorted(f for f in path.parent.glob("*.mat") if f != path)]
-    found: dict[str, tuple[Path, str, tuple[int, ...]]] = {}
+    candidates: dict[str, list[tuple[Path, str, tuple[int, ...]]]] = {role: [] for role in DCMH_NAMES}
     for f in files:
         try:
             variables = mat_variables(f)
@@ -486,13 +490,25 @@ def _find_dcmh_vars(path: Path) -> dict[str, tuple[Path, str, tuple[int, ...]]]:
             continue
         lower = {k.lower(): k for k in variables}
         for role, names in DCMH_NAMES.items():
-            if role in found:
-                continue
             for cand in names:
                 if cand.lower() in lower:
                     key = lower[cand.lower()]
-                    found[role] = (f, key, variables[key])
+                    candidates[role].append((f, key, variables[key]))
                     break
+    found: dict[str, tuple[Path, str, tuple[int, ...]]] = {}
+    for role, cands in candidates.items():
+        if not cands:
+            continue
+        if cands[0][0] == path or len(cands) == 1:
+            found[role] = cands[0]
+            continue
+        ref = path.name if path.is_file() else ""
+        score = [len(os.path.commonprefix([ref.lower(), c[0].name.lower()])) for c in cands]
+        best = [c for c, sc in zip(cands, score, strict=True) if sc == max(score)]
+        if len(best) > 1:
+            names = ", ".join(c[0].name for c in best)
+            raise DataError(f"several files hold the {role} ({names}); point --data at one of the dataset's files")
+        found[role] = best[0]
     return found
 
 
