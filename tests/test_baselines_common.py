@@ -120,6 +120,15 @@ def test_beats_random_codes_on_synthetic(name, synthetic_small):
     assert i2t > rand + margin and t2i > rand + margin, (i2t, t2i, rand)
 
 
+@pytest.mark.skipif(not all(map(registered, METHODS)), reason="not all baselines registered yet")
+def test_supervised_beat_unsupervised_on_synthetic(synthetic_small):
+    train = synthetic_small.part("train")
+    scores = {m: sum(cross_map(fit_quiet(m, train, 32), synthetic_small)) for m in METHODS}
+    best_unsupervised = max(scores[m] for m in METHODS if not get_method_class(m).supervised)
+    for m in ("scm-orth", "scm-seq"):
+        assert scores[m] > best_unsupervised + 0.05, scores
+
+
 @pytest.mark.parametrize("name", params)
 def test_rejects_all_zero_features(name, synthetic_small):
     train = synthetic_small.part("train")
