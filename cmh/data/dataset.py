@@ -138,7 +138,7 @@ class CrossModalDataset:
         empty = int((labels.sum(axis=1) == 0).sum())
         if empty:
             raise DataError(
-                f"{self.name}: {empty} rows have no label; drop them (e.g. cmh.data.drop_unlabelled) first"
+                f"{self.name}: {empty} rows have no label; drop them (e.g. cmh.data.loaders.drop_unlabelled) first"
             )
         self.split.check(n)
 

@@ -48,7 +48,7 @@ def fixed_split(train_idx: np.ndarray, query_idx: np.ndarray, protocol: str = "f
 
 
 def protocol_split(n: int, protocol: str, seed: int = 0) -> Split:
-    """A paper protocol by name (see :data:`PROTOCOLS`), scaled down if the dataset is smaller."""
+    """A paper protocol by name (see :data:`PROTOCOLS`); the train size is capped at the database size."""
     if protocol not in PROTOCOLS:
         from cmh.errors import did_you_mean
 
