@@ -445,3 +445,16 @@ def test_cli_extract(image_dir, tmp_path, capsys):
     assert main(["extract", "image", "--images", str(small), "--out", str(tmp_path / "e.npz"), "--quiet",
                  "--workers", "0"]) == 0
     assert "3 x 1280 features" in capsys.readouterr().out
+
+
+def test_bench_extract_smoke(image_dir, tmp_path, capsys):
+    """`cmh bench extract` runs end to end on a few images (no speed assertions)."""
+    from cmh.cli import main
+
+    out = tmp_path / "bench.json"
+    assert main(["bench", "extract", "--images", str(image_dir / "sub"), "-n", "2", "--batch-size", "2",
+                 "--repeat", "1", "--backbones", "efficientnet-lite0", "--workers", "0", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert [b["backbone"] for b in res["backbones"]] == ["efficientnet-lite0"]
+    assert res["backbones"][0]["forward_images_per_s"] > 0 and res["pipeline"]["images"] == 2
+    assert "forward images/s" in capsys.readouterr().out

@@ -128,7 +128,8 @@ def extract_images(
 ) -> ExtractResult:
     """Extract one feature row per readable image under ``images`` (folder or list file) into ``out`` (.npz).
 
-    ``backbone`` is a name (built with ``weights``/``random_init``) or a ready :class:`Backbone`.
+    ``backbone`` is a name (built with ``weights``/``random_init``) or a ready :class:`Backbone` (which is then
+    moved/converted in place: device, float16 on CUDA, channels-last on the CPU).
     ``fp16=None`` means float16 on CUDA and float32 elsewhere. ``on_chunk(k)`` is called after chunk ``k`` is
     on disk (tests use it to simulate an interruption). Returns an :class:`ExtractResult`.
     """
