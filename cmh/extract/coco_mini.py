@@ -14,6 +14,7 @@ DCMH/SSAH). Beside it go the image-feature file (``<stem>.image.npz``, resumable
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,7 @@ def build_coco_mini(
     if len(keep) < len(records):
         missing = [r["image"] for r in records if r["image"] not in by_path]
         print(f"cmh: warning: {len(missing)} annotated images have no features (unreadable or missing, e.g. "
-              f"{missing[0]}); their rows are dropped")
+              f"{missing[0]}); their rows are dropped", file=sys.stderr)
     if len(keep) <= n_query:
         raise DataError(f"only {len(keep)} usable images; need more than the {n_query} queries")
     image = feats[[by_path[r["image"]] for r in keep]]
