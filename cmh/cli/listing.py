@@ -18,10 +18,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 def list_command(args: argparse.Namespace) -> int:
     console = Console()
     if args.what == "datasets":
-        from cmh.data.catalog import list_datasets
+        from cmh.data.catalog import CATALOG
 
-        for name in list_datasets():
-            console.print(name)
+        table = Table(title="datasets (`--dataset NAME`, files via `--data PATH`)")
+        table.add_column("name")
+        table.add_column("what")
+        for name in sorted(CATALOG):
+            table.add_row(name, CATALOG[name])
+        console.print(table)
         return 0
     from cmh.registry import get_method_class, list_methods
 
