@@ -458,3 +458,34 @@ def test_bench_extract_smoke(image_dir, tmp_path, capsys):
     assert [b["backbone"] for b in res["backbones"]] == ["efficientnet-lite0"]
     assert res["backbones"][0]["forward_images_per_s"] > 0 and res["pipeline"]["images"] == 2
     assert "forward images/s" in capsys.readouterr().out
+
+
+def test_build_coco_mini_aligns_rows_and_drops_unreadable(tmp_path, capsys):
+    """A fake coco_mini folder: rows stay aligned (image, captions, labels) and a corrupt photo's row is dropped."""
+    from cmh.extract.coco_mini import build_coco_mini
+
+    root = tmp_path / "coco"
+    (root / "images").mkdir(parents=True)
+    (root / "classes.txt").write_text("person\ndog\ncat\n")
+    recs = []
+    for i in range(6):
+        name = f"images/{i:03d}.jpg"
+        if i == 4:
+            (root / name).write_bytes(b"broken")
+        else:
+            Image.fromarray(_rgb(50, 60, i)).save(root / name)
+        recs.append({"image": name, "captions": [f"word{i} common", f"extra{i}"], "labels": [i % 3]})
+    (root / "annotations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs[::-1]))
+    out = tmp_path / "out" / "coco_mini.npz"
+    info = build_coco_mini(root, out, n_query=2, workers=0, progress=False)
+    assert "1 annotated images have no features" in capsys.readouterr().err
+    z = np.load(out)
+    kept = [r for r in recs[::-1] if r["image"] != "images/004.jpg"]
+    assert info["rows"] == [r["image"] for r in kept] and z["image"].shape == (5, 1280)
+    np.testing.assert_array_equal(z["labels"].argmax(1), [r["labels"][0] for r in kept])
+    vocab = out.with_name("coco_mini.text.npz.vocab.txt").read_text().split()
+    for row, r in zip(z["text"], kept, strict=True):  # each row holds exactly its own caption words
+        assert {vocab[j] for j in np.flatnonzero(row)} == {"common", f"word{r['image'][9]}", f"extra{r['image'][9]}"}
+    feats, paths, _ = load_features(out.with_name("coco_mini.image.npz"))
+    np.testing.assert_array_equal(z["image"][0], feats[paths.index(kept[0]["image"][7:])])
+    assert len(z["query"]) == 2 and (out.parent / "cmh.yaml").exists()
