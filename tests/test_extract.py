@@ -93,38 +93,41 @@ def test_transform_modes_sizes_and_alpha(image_dir):
 # -------------------------------------------------------------------------------------------- pipeline
 
 
-@pytest.fixture(scope="module")
-def lite_random():
-    return build_backbone("efficientnet-lite0", random_init=True)
+@pytest.fixture()
+def tiny_cnnf(tmp_path):
+    """A CNN-F-shaped network with tiny widths (cheap forward passes for pipeline tests)."""
+    path = tmp_path / "tiny-vgg-f.mat"
+    _write_cnnf(path, "new")
+    return build_backbone("cnn-f", path)
 
 
-def test_extract_skips_unreadable_and_matches_direct_forward(image_dir, tmp_path, lite_random, capsys):
+def test_extract_skips_unreadable_and_matches_direct_forward(image_dir, tmp_path, tiny_cnnf, capsys):
     out = tmp_path / "feats.npz"
-    r = extract_images(image_dir, out, lite_random, batch_size=3, workers=0, progress=False)
+    r = extract_images(image_dir, out, tiny_cnnf, batch_size=3, workers=0, progress=False)
     assert r.n_images == 9 and r.n_written == 7 and len(r.skipped) == 2
     err = capsys.readouterr().err
     assert "2 of 9 images could not be read" in err and "skipped.txt" in err
     skipped = (tmp_path / "feats.npz.skipped.txt").read_text().splitlines()
     assert sorted(s.split("\t")[0] for s in skipped) == ["g_corrupt.jpg", "i_truncated.jpg"]
     feats, paths, meta = load_features(out)
-    assert feats.shape == (7, 1280) and feats.dtype == np.float32
+    assert feats.shape == (7, 12) and feats.dtype == np.float32
     assert "g_corrupt.jpg" not in paths and paths[0] == "a_rgb.jpg"
-    assert meta["backbone"] == "efficientnet-lite0" and meta["n_skipped"] == 2
+    assert meta["backbone"] == "cnn-f" and meta["n_skipped"] == 2
     assert not (tmp_path / "feats.npz.partial").exists()
-    x = torch.stack([load_image(image_dir / p, lite_random.transform) for p in paths])
+    x = torch.stack([load_image(image_dir / p, tiny_cnnf.transform) for p in paths])
     with torch.inference_mode():
-        direct = lite_random(x).numpy()
+        direct = tiny_cnnf(x).numpy()
     np.testing.assert_allclose(feats, direct, rtol=1e-4, atol=1e-5)
 
 
-def test_workers_give_the_same_features(image_dir, tmp_path, lite_random):
-    a = extract_images(image_dir, tmp_path / "a.npz", lite_random, batch_size=4, workers=0, progress=False)
-    b = extract_images(image_dir, tmp_path / "b.npz", lite_random, batch_size=4, workers=2, progress=False)
-    assert a.n_written == b.n_written
+def test_workers_give_the_same_features(image_dir, tmp_path, tiny_cnnf):
+    a = extract_images(image_dir, tmp_path / "a.npz", tiny_cnnf, batch_size=4, workers=0, progress=False)
+    b = extract_images(image_dir, tmp_path / "b.npz", tiny_cnnf, batch_size=4, workers=2, progress=False)
+    assert a.n_written == b.n_written == 7 and len(b.skipped) == 2
     np.testing.assert_array_equal(load_features(a.out)[0], load_features(b.out)[0])
 
 
-def test_interrupted_run_resumes_from_chunks(image_dir, tmp_path, lite_random):
+def test_interrupted_run_resumes_from_chunks(image_dir, tmp_path, tiny_cnnf):
     out = tmp_path / "r.npz"
     seen = []
 
@@ -134,19 +137,19 @@ def test_interrupted_run_resumes_from_chunks(image_dir, tmp_path, lite_random):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        extract_images(image_dir, out, lite_random, batch_size=2, chunk_size=3, workers=0, progress=False,
+        extract_images(image_dir, out, tiny_cnnf, batch_size=2, chunk_size=3, workers=0, progress=False,
                        on_chunk=stop_after_two)
     partial = tmp_path / "r.npz.partial"
     assert not out.exists() and len(list(partial.glob("chunk_*.npz"))) == 2
-    assert json.loads((partial / "manifest.json").read_text())["backbone"] == "efficientnet-lite0"
+    assert json.loads((partial / "manifest.json").read_text())["backbone"] == "cnn-f"
     # Other settings: refuse to mix, name the difference.
     with pytest.raises(CMHError, match="chunk_size"):
-        extract_images(image_dir, out, lite_random, chunk_size=4, workers=0, progress=False)
+        extract_images(image_dir, out, tiny_cnnf, chunk_size=4, workers=0, progress=False)
     done = []
-    r = extract_images(image_dir, out, lite_random, batch_size=2, chunk_size=3, workers=0, progress=False,
+    r = extract_images(image_dir, out, tiny_cnnf, batch_size=2, chunk_size=3, workers=0, progress=False,
                        on_chunk=done.append)
     assert r.resumed_chunks == 2 and done == [2]  # only the last of the three chunks was computed
-    full = extract_images(image_dir, tmp_path / "full.npz", lite_random, workers=0, progress=False)
+    full = extract_images(image_dir, tmp_path / "full.npz", tiny_cnnf, workers=0, progress=False)
     np.testing.assert_allclose(load_features(out)[0], load_features(full.out)[0], rtol=1e-5, atol=1e-6)
     assert not partial.exists()
 
