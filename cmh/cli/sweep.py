@@ -1,42 +1,96 @@
-"""``cmh sweep GRID``: run every missing (dataset, method, bits, seed) of a YAML grid and record it."""
+"""``cmh sweep GRID`` and ``cmh reproduce RECIPE``: run every missing run of a YAML grid and record it.
+
+``reproduce`` is ``sweep`` for a paper's recipe (e.g. ``ssah-cvpr18``): it runs only the datasets the
+user supplies files for (``--data mirflickr25k=DIR --image-features mirflickr25k=FILE``) and then prints
+cmh's numbers beside the paper's reported ones.
+"""
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
-from cmh.cli.common import add_device_argument
+from cmh.cli.common import add_device_argument, int_list
+from cmh.errors import CMHError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sweep", help="run a YAML grid of methods × datasets × bits × seeds (e.g. `leaderboard`)")
-    p.add_argument("grid", help="a grid YAML file, or the name of one in cmh/configs (leaderboard, smoke, ...)")
+    p.add_argument("grid", help="a grid YAML file, or the name of one in cmh/configs (e.g. leaderboard)")
+    _add_grid_arguments(p)
+    p.set_defaults(func=sweep_command)
+
+    r = sub.add_parser("reproduce", help="run a paper's recipe on your feature files and compare with its tables")
+    r.add_argument("recipe", help="recipe name in cmh/configs (e.g. ssah-cvpr18) or a grid YAML file")
+    _add_grid_arguments(r)
+    r.set_defaults(func=reproduce_command)
+
+
+def _add_grid_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--methods", help="only these methods (comma-separated)")
     p.add_argument("--datasets", help="only these datasets (comma-separated)")
+    p.add_argument("--data", action="append", metavar="NAME=PATH", help="files of dataset NAME (repeatable)")
+    p.add_argument("--image-features", action="append", metavar="NAME=FILE",
+                   help="image features for dataset NAME when its files have none (repeatable)")
+    p.add_argument("--bits", type=int_list, help="override the grid's code lengths, e.g. 16,32")
+    p.add_argument("--seeds", type=int_list, help="override the grid's seeds, e.g. 0,1,2")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="method option for every run (repeatable)")
     p.add_argument("--out", help="results folder (default: the grid's 'out', else ./results)")
     p.add_argument("--overwrite", action="store_true", help="re-run runs whose record exists")
     p.add_argument("--dry-run", action="store_true", help="list the runs without running them")
     add_device_argument(p)
-    p.set_defaults(func=sweep_command)
 
 
 def _names(text: str | None) -> list[str] | None:
     return text.split(",") if text else None
 
 
-def sweep_command(args: argparse.Namespace) -> int:
+def _pairs(items: list[str] | None, flag: str) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise CMHError(f"{flag} expects NAME=PATH, got '{item}' (e.g. {flag} mirflickr25k=/data/flickr)")
+        name, value = item.split("=", 1)
+        out[name.strip()] = value.strip()
+    return out
+
+
+def _apply_overrides(grid: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    from cmh.config import parse_set
+
+    datasets = {k: dict(v or {}) for k, v in (grid.get("datasets") or {}).items()}
+    for name, path in _pairs(args.data, "--data").items():
+        datasets.setdefault(name, {})["data"] = path
+    for name, path in _pairs(args.image_features, "--image-features").items():
+        datasets.setdefault(name, {})["image_features"] = path
+    extra = parse_set(args.set)
+    runs = []
+    for block in grid["runs"]:
+        block = dict(block)
+        if args.bits:
+            block["bits"] = args.bits
+        if args.seeds:
+            block["seeds"] = args.seeds
+        block["set"] = {**(block.get("set") or {}), **extra}
+        runs.append(block)
+    return {**grid, "datasets": datasets, "runs": runs}
+
+
+def run_grid(grid: dict[str, Any], args: argparse.Namespace, console: Console,
+             datasets: list[str] | None = None) -> tuple[str, list[Path]]:
+    """Run every missing run of ``grid`` (restricted to ``datasets``); returns (results folder, written paths)."""
     from cmh.data.catalog import load_dataset
     from cmh.results import record_path, write_record
     from cmh.runner import run_once
-    from cmh.sweep import dataset_args, load_grid, plan
+    from cmh.sweep import dataset_args, plan
 
-    console = Console()
-    grid = load_grid(args.grid)
     out = args.out or grid.get("out", "results")
-    runs = list(plan(grid, _names(args.methods), _names(args.datasets)))
-    loaded: dict[str, object] = {}
+    runs = list(plan(grid, _names(args.methods), datasets or _names(args.datasets)))
+    loaded: dict[str, Any] = {}
     todo = []
     for run in runs:
         if run.dataset not in loaded:
@@ -45,6 +99,7 @@ def sweep_command(args: argparse.Namespace) -> int:
         if args.overwrite or not path.exists():
             todo.append(run)
     console.print(f"{len(runs)} runs in the grid, {len(todo)} to do, {len(runs) - len(todo)} recorded already")
+    written = []
     for i, run in enumerate(todo, 1):
         label = f"[{i}/{len(todo)}] {run.method} {run.dataset} {run.bits} bits seed {run.seed}"
         if args.dry_run:
@@ -53,8 +108,45 @@ def sweep_command(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         record = run_once(run.method, loaded[run.dataset], run.bits, run.seed, run.overrides, args.device)
         path = write_record(record, out)
+        written.append(path)
         console.print(
             f"{label}: I→T {record['tasks']['i2t']['map']:.4f}  T→I {record['tasks']['t2i']['map']:.4f}  "
             f"({time.perf_counter() - t0:.1f} s) -> {path}"
         )
+    return out, written
+
+
+def sweep_command(args: argparse.Namespace) -> int:
+    from cmh.sweep import load_grid
+
+    run_grid(_apply_overrides(load_grid(args.grid), args), args, Console())
+    return 0
+
+
+def reproduce_command(args: argparse.Namespace) -> int:
+    from cmh.sweep import load_grid
+
+    console = Console()
+    grid = _apply_overrides(load_grid(args.recipe), args)
+    given = [name for name, spec in grid["datasets"].items() if "data" in spec]
+    wanted = _names(args.datasets) or given
+    if not wanted:
+        names = ", ".join(grid["datasets"])
+        raise CMHError(
+            f"recipe '{args.recipe}' needs your feature files: pass --data NAME=PATH for one of {names} "
+            "(see docs/reproduce.md)"
+        )
+    missing = [n for n in wanted if n not in given]
+    if missing:
+        raise CMHError(f"no files for {', '.join(missing)}; pass --data {missing[0]}=PATH")
+    console.print(f"[bold]{grid.get('title', args.recipe)}[/]: datasets {', '.join(wanted)}")
+    out, _ = run_grid(grid, args, console, datasets=wanted)
+    if args.dry_run:
+        return 0
+    try:
+        from cmh.compare import print_comparison
+    except ImportError:  # pragma: no cover - compare lands separately
+        return 0
+    for name in wanted:
+        print_comparison(results=out, dataset=name, reported=True, console=console)
     return 0
