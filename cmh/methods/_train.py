@@ -1,0 +1,525 @@
+"""The training loop shared by cmh's deep methods (SSAH, DCMH, ...).
+
+A deep method subclasses :class:`DeepHashMethod` and implements four hooks:
+
+- ``_build_nets(dims) -> dict[str, nn.Module]`` — the networks, from ``dims = {"image", "text", "classes"}``;
+- ``_build_optimizers(nets) -> dict[str, Optimizer]``;
+- ``_init_buffers(data, gen) -> dict[str, Tensor]`` — training state that is not a parameter (the code
+  matrix ``B``, per-item output banks, ...);
+- ``_train_epoch(epoch, ctx)`` — one epoch of the method's alternating optimisation; it draws batches
+  from ``ctx.batches()``, reports each loss with ``ctx.log(name, value)`` and runs forward passes inside
+  ``ctx.autocast()``;
+- ``_codes(modality, x) -> Tensor`` — real-valued hash outputs of one modality's net (codes are their sign);
+- optionally ``_lr_factor(epoch)`` (a per-epoch learning-rate multiplier applied to every optimiser's
+  initial rates).
+
+The base class provides everything else (:meth:`DeepHashMethod.fit`):
+
+- **Seeds.** Network initialisation uses ``torch.manual_seed(seed)``; every random draw during training
+  (batch order, bank initialisation) comes from one ``torch.Generator`` owned by the run, so a run is
+  bitwise reproducible on CPU for a fixed seed (``torch.use_deterministic_algorithms(True)`` is switched on
+  for the duration of ``fit`` and restored afterwards).
+- **Device and precision.** The method's ``device`` (``auto`` -> CUDA when present); mixed precision
+  (``torch.autocast``, bfloat16) on CUDA only, when ``amp=True``. Losses are computed in float32.
+- **Feature normalisation.** Each modality is standardised with the training mean and standard deviation
+  (``image_norm`` / ``text_norm`` = ``"standardize"``, or ``"none"``); the statistics are part of the state.
+- **Progress.** A rich progress bar (epoch, losses, elapsed time) on a terminal when ``verbose=True``;
+  quiet otherwise (no output at all when stderr is not a TTY).
+- **Checkpoints and resume.** With ``checkpoint_dir`` set, the full state (networks, optimisers, buffers,
+  epoch, RNG states, method, bits, config, data fingerprint, early-stopping state) is written atomically
+  after every epoch to ``<checkpoint_dir>/<method>-<bits>bits-seed<seed>-<data hash>.pt``. With
+  ``resume=True`` a later ``fit`` on the same data continues from it and reaches exactly the result of an
+  uninterrupted run. ``epochs`` may be raised on resume; other training options must match.
+- **NaN/inf guard.** A non-finite loss stops training with a one-line :class:`~cmh.errors.CMHError`
+  naming the loss and suggesting a lower learning rate.
+- **Early stopping.** With ``val_fraction > 0`` a seeded random part of the training pairs is held out;
+  after each epoch the cross-modal mAP (mean of I->T and T->I, held-out queries against the remaining
+  training items, :func:`cmh.metrics.evaluate`) is measured, the best epoch's networks are kept, and
+  training stops after ``patience`` epochs without improvement.
+- **State.** :meth:`~DeepHashMethod.state_dict` / :meth:`~DeepHashMethod.load_state_dict` (and
+  :meth:`~DeepHashMethod.save` / :meth:`~DeepHashMethod.load`) store what is needed to encode later.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import hashlib
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from cmh.base import HashMethod, sign_codes
+from cmh.errors import CMHError
+
+FORMAT = "cmh-deep-v1"
+#: Options that may differ between a checkpoint and the run that resumes it.
+RESUMABLE_CHANGES = frozenset({"epochs", "resume", "verbose", "checkpoint_dir", "patience"})
+ENCODE_BATCH = 2048
+
+
+@dataclasses.dataclass(frozen=True)
+class DeepConfig:
+    """Options every deep method shares (subclasses override the defaults)."""
+
+    epochs: int = 10
+    lr: float = 1e-4
+    batch_size: int = 128
+    image_norm: Literal["standardize", "none"] = "standardize"
+    text_norm: Literal["standardize", "none"] = "standardize"
+    val_fraction: float = 0.0
+    patience: int = 5
+    amp: bool = True
+    checkpoint_dir: str | None = None
+    resume: bool = False
+    verbose: bool = True
+
+
+@dataclasses.dataclass
+class TrainData:
+    """Training tensors on the method's device: image (n, d_img), text (n, d_txt), labels (n, c) float32."""
+
+    image: torch.Tensor
+    text: torch.Tensor
+    labels: torch.Tensor
+
+    @property
+    def n(self) -> int:
+        return int(self.labels.shape[0])
+
+    def similarity(self, idx: torch.Tensor) -> torch.Tensor:
+        """``S`` between every training item (rows) and the items ``idx`` (columns): 1 when they share a
+        label, else 0; float32 ``(n, len(idx))``."""
+        return (self.labels @ self.labels[idx].T > 0).float()
+
+
+class EpochContext:
+    """What :meth:`DeepHashMethod._train_epoch` gets: batches, loss logging, autocast, the generator."""
+
+    def __init__(self, method: DeepHashMethod, data: TrainData, gen: torch.Generator) -> None:
+        self.method = method
+        self.data = data
+        self.gen = gen
+        self.device = method.device
+        self.losses: dict[str, list[torch.Tensor]] = {}
+        self._amp = method.device.type == "cuda" and bool(method.cfg.amp)
+
+    def batches(self) -> Iterator[torch.Tensor]:
+        """Index tensors (on the device) of a fresh random permutation, ``batch_size`` at a time."""
+        n, b = self.data.n, int(self.method.cfg.batch_size)
+        perm = torch.randperm(n, generator=self.gen)
+        for start in range(0, n, b):
+            yield perm[start : start + b].to(self.device)
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """Mixed precision (bfloat16) on CUDA when ``amp`` is on; a no-op on CPU."""
+        if self._amp:
+            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def log(self, name: str, value: torch.Tensor) -> None:
+        """Record one batch's value of loss ``name``; a NaN/inf stops training with a CMHError."""
+        v = value.detach().float()
+        if self.device.type == "cpu":  # free on CPU; on GPU checked once per epoch (no per-step sync)
+            _check_finite(self.method, name, v)
+        self.losses.setdefault(name, []).append(v)
+
+    def summary(self) -> dict[str, float]:
+        """Mean of every logged loss over the epoch (raises on NaN/inf)."""
+        out = {}
+        for name, values in self.losses.items():
+            mean = torch.stack(values).mean()
+            _check_finite(self.method, name, mean)
+            out[name] = float(mean)
+        return out
+
+
+def _check_finite(method: HashMethod, name: str, value: torch.Tensor) -> None:
+    if not bool(torch.isfinite(value).all()):
+        raise CMHError(
+            f"{method.name}: loss '{name}' became NaN/inf during training; lower the learning rate "
+            f"(e.g. --set lr={float(getattr(method.cfg, 'lr', 1e-4)) / 10:g}) or check the input features"
+        )
+
+
+def _as_tensor(x: Any, device: torch.device) -> torch.Tensor:
+    if sp.issparse(x):
+        x = x.toarray()
+    return torch.as_tensor(np.asarray(x, dtype=np.float32), device=device)
+
+
+def _fingerprint(image: Any, text: Any, labels: np.ndarray) -> str:
+    """A short hash of the training data (shapes, labels, a strided sample of the features)."""
+    h = hashlib.sha1()
+    n = labels.shape[0]
+    rows = np.arange(0, n, max(1, n // 256))
+    for x in (image, text, labels):
+        h.update(str(tuple(x.shape)).encode())
+        sample = x[rows]
+        sample = sample.toarray() if sp.issparse(sample) else np.asarray(sample)
+        h.update(np.ascontiguousarray(sample, dtype=np.float32).tobytes())
+    h.update(np.ascontiguousarray(labels, dtype=np.uint8).tobytes())
+    return h.hexdigest()[:12]
+
+
+class DeepHashMethod(HashMethod):
+    """Base class of cmh's deep methods: the shared loop, checkpoints and state (see module docstring)."""
+
+    kind: ClassVar[Literal["shallow", "deep"]] = "deep"
+    supervised: ClassVar[bool] = True
+    inputs: ClassVar[tuple[str, ...]] = ("image", "text", "labels")
+    Config: ClassVar[type] = DeepConfig
+
+    def __init__(self, bits: int, seed: int = 0, device: str | torch.device = "cpu", **config: Any) -> None:
+        super().__init__(bits=bits, seed=seed, device=device, **config)
+        cfg = self.cfg
+        if cfg.epochs < 1 or cfg.batch_size < 1:
+            raise CMHError(f"{self.name}: epochs and batch_size must be >= 1 (got {cfg.epochs}, {cfg.batch_size})")
+        if not 0.0 <= cfg.val_fraction < 0.5:
+            raise CMHError(f"{self.name}: val_fraction must be in [0, 0.5), got {cfg.val_fraction}")
+        self.nets: dict[str, nn.Module] = {}
+        self.optims: dict[str, torch.optim.Optimizer] = {}
+        self.buffers: dict[str, torch.Tensor] = {}
+        self.dims: dict[str, int] = {}
+        self.norm: dict[str, torch.Tensor] = {}
+        self.history: list[dict[str, Any]] = []
+        self.epochs_done = 0
+        self.best_epoch: int | None = None
+
+    # -- hooks ------------------------------------------------------------------------------------
+    def _build_nets(self, dims: dict[str, int]) -> dict[str, nn.Module]:
+        raise NotImplementedError
+
+    def _build_optimizers(self, nets: dict[str, nn.Module]) -> dict[str, torch.optim.Optimizer]:
+        raise NotImplementedError
+
+    def _init_buffers(self, data: TrainData, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        return {}
+
+    def _train_epoch(self, epoch: int, ctx: EpochContext) -> None:
+        raise NotImplementedError
+
+    def _codes(self, modality: str, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _lr_factor(self, epoch: int) -> float:
+        return 1.0
+
+    # -- data -------------------------------------------------------------------------------------
+    def _fit_norm(self, image: torch.Tensor, text: torch.Tensor) -> None:
+        for modality, x in (("image", image), ("text", text)):
+            if getattr(self.cfg, f"{modality}_norm") == "standardize":
+                mean = x.mean(dim=0)
+                std = x.std(dim=0, unbiased=False)
+                self.norm[f"{modality}_mean"] = mean
+                self.norm[f"{modality}_std"] = torch.where(std > 1e-8, std, torch.ones_like(std))
+
+    def _normalize(self, modality: str, x: torch.Tensor) -> torch.Tensor:
+        if f"{modality}_mean" in self.norm:
+            return (x - self.norm[f"{modality}_mean"]) / self.norm[f"{modality}_std"]
+        return x
+
+    def _encode(self, modality: str, x: Any) -> np.ndarray:
+        self.check_fitted()
+        self.check_dim(x, self.dims[modality], modality)
+        for net in self.nets.values():
+            net.eval()
+        out = []
+        with torch.no_grad():
+            for start in range(0, x.shape[0], ENCODE_BATCH):
+                chunk = _as_tensor(x[start : start + ENCODE_BATCH], self.device)
+                out.append(self._codes(modality, self._normalize(modality, chunk)).float().cpu())
+        if not out:
+            return np.zeros((0, self.bits), dtype=np.int8)
+        return sign_codes(torch.cat(out))
+
+    def encode_image(self, image: np.ndarray) -> np.ndarray:
+        """Image features (n, d_img) -> ±1 int8 codes (n, bits) from the image network."""
+        return self._encode("image", image)
+
+    def encode_text(self, text: Any) -> np.ndarray:
+        """Text features (n, d_txt), dense or sparse -> ±1 int8 codes (n, bits) from the text network."""
+        return self._encode("text", text)
+
+    # -- training ---------------------------------------------------------------------------------
+    def checkpoint_path(self, fingerprint: str) -> Path | None:
+        """Where this run's checkpoint lives (``None`` without ``checkpoint_dir``)."""
+        if not self.cfg.checkpoint_dir:
+            return None
+        return Path(self.cfg.checkpoint_dir) / f"{self.name}-{self.bits}bits-seed{self.seed}-{fingerprint}.pt"
+
+    def fit(self, train: Any) -> DeepHashMethod:
+        """Train on ``train`` (:class:`cmh.data.Pairs` with image (n, d_img), text (n, d_txt), labels (n, c))."""
+        self.check_train(train)
+        labels_np = np.asarray(train.labels)
+        if labels_np.ndim != 2 or len(labels_np) < 2:
+            raise CMHError(f"{self.name}: labels must be a (n, classes) multi-hot array with n >= 2")
+        fingerprint = _fingerprint(train.image, train.text, labels_np)
+        prev_det = torch.are_deterministic_algorithms_enabled()
+        prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        try:
+            return self._fit(train, labels_np, fingerprint)
+        finally:
+            torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn)
+
+    def _fit(self, train: Any, labels_np: np.ndarray, fingerprint: str) -> DeepHashMethod:
+        cfg, dev = self.cfg, self.device
+        random.seed(self.seed)
+        np.random.seed(self.seed % 2**32)  # noqa: NPY002 - seeds third-party code using the legacy API
+        torch.manual_seed(self.seed)
+        image = _as_tensor(train.image, dev)
+        text = _as_tensor(train.text, dev)
+        labels = torch.as_tensor(labels_np.astype(np.float32), device=dev)
+        self.dims = {"image": int(image.shape[1]), "text": int(text.shape[1]), "classes": int(labels.shape[1])}
+
+        # held-out part for early stopping (seeded; the same on resume)
+        n = labels.shape[0]
+        val_idx = None
+        if cfg.val_fraction > 0:
+            split_gen = torch.Generator().manual_seed(self.seed + 7919)
+            perm = torch.randperm(n, generator=split_gen)
+            n_val = max(1, int(round(cfg.val_fraction * n)))
+            if n - n_val < 2:
+                raise CMHError(f"{self.name}: val_fraction={cfg.val_fraction} leaves too few training pairs")
+            val_idx, fit_idx = perm[:n_val].to(dev), perm[n_val:].to(dev)
+            val = TrainData(image[val_idx], text[val_idx], labels[val_idx])
+            image, text, labels = image[fit_idx], text[fit_idx], labels[fit_idx]
+
+        self.norm = {}
+        self._fit_norm(image, text)
+        data = TrainData(self._normalize("image", image), self._normalize("text", text), labels)
+        if val_idx is not None:
+            val = TrainData(self._normalize("image", val.image), self._normalize("text", val.text), val.labels)
+
+        torch.manual_seed(self.seed)
+        self.nets = {k: v.to(dev) for k, v in self._build_nets(self.dims).items()}
+        self.optims = self._build_optimizers(self.nets)
+        base_lrs = {k: [g["lr"] for g in o.param_groups] for k, o in self.optims.items()}
+        gen = torch.Generator().manual_seed(self.seed)
+        self.buffers = {k: v.to(dev) for k, v in self._init_buffers(data, gen).items()}
+        self.history, self.epochs_done = [], 0
+        best: dict[str, Any] = {"score": -math.inf, "epoch": -1, "nets": None, "bad": 0}
+
+        path = self.checkpoint_path(fingerprint)
+        if path is not None and cfg.resume and path.is_file():
+            state = _load_file(path)
+            self._check_compatible(state, path)
+            if state.get("fingerprint") != fingerprint:
+                raise CMHError(
+                    f"{self.name}: checkpoint {path} was made on other training data; delete it or use another "
+                    "checkpoint_dir"
+                )
+            self._load_nets(state)
+            tr = state["train"]
+            for k, o in self.optims.items():
+                o.load_state_dict(tr["optims"][k])
+            self.buffers = {k: v.to(dev) for k, v in tr["buffers"].items()}
+            gen.set_state(tr["rng"]["generator"])
+            torch.set_rng_state(tr["rng"]["torch"])
+            self.history = list(tr["history"])
+            self.epochs_done = int(tr["epoch"])
+            best = dict(tr["best"])
+            if best.get("nets") is not None:
+                best["nets"] = {k: {n_: t.to(dev) for n_, t in sd.items()} for k, sd in best["nets"].items()}
+
+        progress = _Progress(self, total=cfg.epochs) if cfg.verbose and sys.stderr.isatty() else None
+        try:
+            if progress:
+                progress.start(self.epochs_done)
+            for epoch in range(self.epochs_done, cfg.epochs):
+                if best["bad"] >= cfg.patience and val_idx is not None:
+                    break
+                factor = self._lr_factor(epoch)
+                for k, o in self.optims.items():
+                    for g, lr0 in zip(o.param_groups, base_lrs[k], strict=True):
+                        g["lr"] = lr0 * factor
+                for net in self.nets.values():
+                    net.train()
+                t0 = time.perf_counter()
+                ctx = EpochContext(self, data, gen)
+                self._train_epoch(epoch, ctx)
+                record: dict[str, Any] = {"epoch": epoch + 1, **ctx.summary()}
+                record["seconds"] = round(time.perf_counter() - t0, 3)
+                if val_idx is not None:
+                    score = self._validate(data, val)
+                    record["val_map"] = score
+                    if score > best["score"]:
+                        best = {"score": score, "epoch": epoch + 1, "bad": 0,
+                                "nets": {k: copy.deepcopy(v.state_dict()) for k, v in self.nets.items()}}
+                    else:
+                        best["bad"] += 1
+                self.history.append(record)
+                self.epochs_done = epoch + 1
+                if path is not None:
+                    self._save_checkpoint(path, fingerprint, gen, best)
+                if progress:
+                    progress.update(record)
+        finally:
+            if progress:
+                progress.stop()
+        if val_idx is not None and best.get("nets") is not None:
+            for k, sd in best["nets"].items():
+                self.nets[k].load_state_dict(sd)
+            self.best_epoch = int(best["epoch"])
+        self.fitted = True
+        for net in self.nets.values():
+            net.eval()
+        return self
+
+    def _validate(self, data: TrainData, val: TrainData) -> float:
+        """Mean of I->T and T->I mAP of held-out queries against the training items (own networks)."""
+        from cmh.metrics import evaluate
+
+        for net in self.nets.values():
+            net.eval()
+        with torch.no_grad():
+            codes = {
+                (part, m): sign_codes(self._codes(m, getattr(d, m)).float())
+                for part, d in (("val", val), ("train", data))
+                for m in ("image", "text")
+            }
+        vl, tl = val.labels.cpu().numpy().astype(np.uint8), data.labels.cpu().numpy().astype(np.uint8)
+        i2t = evaluate(codes["val", "image"], codes["train", "text"], vl, tl)["map"]
+        t2i = evaluate(codes["val", "text"], codes["train", "image"], vl, tl)["map"]
+        for net in self.nets.values():
+            net.train()
+        return float((i2t + t2i) / 2)
+
+    # -- state --------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """What is needed to encode later: method, bits, seed, config, dims, normalisation, weights."""
+        self.check_fitted()
+        return self._meta() | {"nets": {k: v.state_dict() for k, v in self.nets.items()}}
+
+    def _meta(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "method": self.name,
+            "bits": self.bits,
+            "seed": self.seed,
+            "config": self.config_dict(),
+            "dims": dict(self.dims),
+            "norm": {k: v.detach().cpu() for k, v in self.norm.items()},
+            "epochs_done": self.epochs_done,
+            "history": list(self.history),
+        }
+
+    def _check_compatible(self, state: Any, source: Any = "state") -> None:
+        if not isinstance(state, dict) or state.get("format") != FORMAT:
+            raise CMHError(f"{source} is not a cmh deep-method checkpoint (format {FORMAT})")
+        if state.get("method") != self.name or int(state.get("bits", -1)) != self.bits:
+            raise CMHError(
+                f"{source} holds a {state.get('method')} model with {state.get('bits')} bits, not "
+                f"{self.name} with {self.bits} bits; create the method with the checkpoint's name and bits"
+            )
+        mine, theirs = self.config_dict(), state.get("config", {})
+        for key in sorted(set(mine) | set(theirs)):
+            if key not in RESUMABLE_CHANGES and mine.get(key) != theirs.get(key):
+                raise CMHError(
+                    f"{source} was trained with {key}={theirs.get(key)!r}, this {self.name} has "
+                    f"{key}={mine.get(key)!r}; use the same setting or another checkpoint"
+                )
+
+    def _load_nets(self, state: dict[str, Any]) -> None:
+        self.dims = {k: int(v) for k, v in state["dims"].items()}
+        self.norm = {k: v.to(self.device) for k, v in state["norm"].items()}
+        torch.manual_seed(self.seed)
+        self.nets = {k: v.to(self.device) for k, v in self._build_nets(self.dims).items()}
+        for k, net in self.nets.items():
+            net.load_state_dict(state["nets"][k])
+
+    def load_state_dict(self, state: dict[str, Any]) -> DeepHashMethod:
+        """Restore a model saved by :meth:`state_dict` (or a training checkpoint) for encoding."""
+        self._check_compatible(state)
+        self._load_nets(state)
+        self.epochs_done = int(state.get("epochs_done", state.get("train", {}).get("epoch", 0)))
+        self.history = list(state.get("history", state.get("train", {}).get("history", [])))
+        self.fitted = True
+        for net in self.nets.values():
+            net.eval()
+        return self
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write :meth:`state_dict` to ``path`` (atomically)."""
+        _atomic_save(self.state_dict(), Path(path))
+
+    def load(self, path: str | os.PathLike[str]) -> DeepHashMethod:
+        """Load a file written by :meth:`save` or a training checkpoint."""
+        state = _load_file(Path(path))
+        self._check_compatible(state, path)
+        return self.load_state_dict(state)
+
+    def _save_checkpoint(self, path: Path, fingerprint: str, gen: torch.Generator, best: dict[str, Any]) -> None:
+        state = self._meta() | {
+            "nets": {k: v.state_dict() for k, v in self.nets.items()},
+            "fingerprint": fingerprint,
+            "train": {
+                "epoch": self.epochs_done,
+                "optims": {k: o.state_dict() for k, o in self.optims.items()},
+                "buffers": {k: v.detach().cpu() for k, v in self.buffers.items()},
+                "rng": {"generator": gen.get_state(), "torch": torch.get_rng_state()},
+                "history": list(self.history),
+                "best": best,
+            },
+        }
+        _atomic_save(state, path)
+
+
+def _atomic_save(state: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _load_file(path: Path) -> Any:
+    if not path.is_file():
+        raise CMHError(f"checkpoint '{path}' not found; pass the path of a file written by cmh")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling problem is a user-facing bad file
+        raise CMHError(f"cannot read checkpoint '{path}' ({exc.__class__.__name__}); is it a cmh checkpoint?") from None
+
+
+class _Progress:
+    """A rich progress bar over epochs showing the latest losses; only used on a terminal."""
+
+    def __init__(self, method: HashMethod, total: int) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(
+            TextColumn(f"{method.name} {method.bits} bits"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[losses]}"),
+            console=Console(stderr=True),
+            transient=False,
+        )
+        self.total = total
+        self.task: Any = None
+
+    def start(self, done: int) -> None:
+        self.progress.start()
+        self.task = self.progress.add_task("epochs", total=self.total, completed=done, losses="")
+
+    def update(self, record: dict[str, Any]) -> None:
+        shown = {k: v for k, v in record.items() if k not in ("epoch", "seconds")}
+        text = "  ".join(f"{k}={v:.4g}" for k, v in shown.items())
+        self.progress.update(self.task, completed=record["epoch"], losses=text)
+
+    def stop(self) -> None:
+        self.progress.stop()

@@ -1,0 +1,138 @@
+"""SSAH (Li et al., CVPR 2018) in feature mode: shapes, learning, determinism, variants, errors."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from cmh.errors import CMHError
+from cmh.methods._nets import MultiScaleText, clamp_widths
+from cmh.methods.ssah import SSAH, pairwise_nll, pairwise_squared
+from cmh.registry import create_method, get_method_class
+
+#: Small networks so that unit tests stay fast; the algorithm is unchanged.
+SMALL = {"lab_hidden": 256, "txt_hidden": 256, "feature_dim": 128, "disc_hidden": (64, 32), "verbose": False}
+
+
+def local_map(qb: np.ndarray, db: np.ndarray, ql: np.ndarray, dl: np.ndarray) -> float:
+    """Plain mAP@all (ties by database index) for test assertions only."""
+    d = (qb.shape[1] - qb.astype(np.float32) @ db.T.astype(np.float32)) / 2
+    rel = (ql.astype(np.float32) @ dl.T.astype(np.float32)) > 0
+    order = np.argsort(d, axis=1, kind="stable")
+    r = np.take_along_axis(rel, order, axis=1)
+    hits = np.cumsum(r, axis=1)
+    prec = hits / np.arange(1, r.shape[1] + 1)
+    return float(np.mean((prec * r).sum(1) / np.maximum(r.sum(1), 1)))
+
+
+def fit_small(data, bits: int = 16, **cfg) -> SSAH:
+    m = create_method("ssah", bits=bits, seed=0, **{**SMALL, **cfg})
+    return m.fit(data.part("train"))
+
+
+def test_registered_as_deep_supervised():
+    cls = get_method_class("ssah")
+    assert cls is SSAH and cls.kind == "deep" and cls.supervised
+    cfg = cls.Config()
+    assert cfg.variant == "paper" and cfg.batch_size == 128
+
+
+def test_paper_hyperparameters_resolved():
+    m = create_method("ssah", bits=16)
+    d = m.config_dict()
+    assert (d["alpha"], d["gamma"], d["eta"], d["beta"]) == (1.0, 1.0, 1e-4, 1e-4)
+    assert d["pool_widths"] == [1, 2, 3, 5, 10]
+    off = create_method("ssah", bits=16, variant="official").config_dict()
+    assert off["pool_widths"] == [50, 30, 15, 10, 5]
+    assert (off["eta"], off["beta"]) == (1.0, 1.0)
+    assert off["lr_lab"] == pytest.approx(1e-2)
+
+
+def test_codes_shape_and_values(synthetic_small):
+    m = fit_small(synthetic_small, epochs=1)
+    q = synthetic_small.part("query")
+    bi, bt = m.encode_image(q.image), m.encode_text(q.text)
+    for b in (bi, bt):
+        assert b.shape == (len(q), 16) and b.dtype == np.int8
+        assert set(np.unique(b)) <= {-1, 1}
+
+
+def test_learns_better_than_random_codes(synthetic_small):
+    # small nets and batches so that a few epochs give enough steps (CI budget)
+    m = fit_small(synthetic_small, bits=32, epochs=6, batch_size=32, lr_lab=1e-3)
+    q, db = synthetic_small.part("query"), synthetic_small.part("database")
+    i2t = local_map(m.encode_image(q.image), m.encode_text(db.text), q.labels, db.labels)
+    t2i = local_map(m.encode_text(q.text), m.encode_image(db.image), q.labels, db.labels)
+    rng = np.random.default_rng(0)
+    rnd = lambda n: np.where(rng.random((n, 32)) < 0.5, -1, 1).astype(np.int8)  # noqa: E731
+    base = local_map(rnd(len(q)), rnd(len(db)), q.labels, db.labels)
+    assert i2t > base + 0.1 and t2i > base + 0.1, (i2t, t2i, base)
+
+
+def test_same_seed_same_codes(synthetic_small):
+    q = synthetic_small.part("query")
+    a = fit_small(synthetic_small, epochs=1).encode_text(q.text)
+    b = fit_small(synthetic_small, epochs=1).encode_text(q.text)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_official_variant_runs(synthetic_small):
+    m = fit_small(synthetic_small, epochs=2, variant="official")
+    q = synthetic_small.part("query")
+    assert m.encode_image(q.image).shape == (len(q), 16)
+    assert len(m.history) == 2 and "img_adv" not in m.history[0]  # no adversarial gradient to ImgNet
+    # the learning rate is divided by sqrt(10) each epoch
+    assert m._lr_factor(1) == pytest.approx(10**-0.5)
+
+
+def test_paper_variant_logs_adversarial_term(synthetic_small):
+    m = fit_small(synthetic_small, epochs=1)
+    assert {"lab", "img", "txt", "disc", "img_adv", "txt_adv"} <= set(m.history[0])
+
+
+def test_dim_mismatch_and_missing_labels(synthetic_small):
+    m = fit_small(synthetic_small, epochs=1)
+    q = synthetic_small.part("query")
+    with pytest.raises(CMHError, match="image features have shape"):
+        m.encode_image(q.image[:, :10])
+    with pytest.raises(CMHError, match="text features"):
+        m.encode_text(np.zeros((3, 7), dtype=np.float32))
+    unlabelled = dataclasses.replace(synthetic_small.part("train"), labels=None)
+    with pytest.raises(CMHError, match="needs labels"):
+        create_method("ssah", bits=16, **SMALL).fit(unlabelled)
+
+
+def test_encode_before_fit_is_an_error():
+    with pytest.raises(CMHError, match="fit"):
+        create_method("ssah", bits=16).encode_image(np.zeros((2, 4), dtype=np.float32))
+
+
+def test_multiscale_adapts_to_short_text():
+    assert clamp_widths((50, 30, 15, 10, 5), 10) == (10, 10, 10, 10, 5)
+    ms = MultiScaleText(10, (1, 2, 3, 5, 10))
+    x = torch.rand(4, 10)
+    out = ms(x)
+    assert out.shape == (4, 10)
+    # at initialisation the fusion is the mean of the scales; a width-10 pool is the global mean
+    pooled = torch.nn.functional.avg_pool1d(x.unsqueeze(1), 10).squeeze(1)
+    assert torch.allclose(ms.widths[-1] * 0 + pooled, x.mean(1, keepdim=True))
+    assert torch.all(out >= 0)
+
+
+def test_pairwise_losses_are_stable_for_large_theta():
+    theta = torch.tensor([[-1e4, 0.0, 1e4]])
+    s = torch.tensor([[0.0, 1.0, 1.0]])
+    v = pairwise_nll(theta, s)
+    assert torch.isfinite(v) and v.item() == pytest.approx(np.log(2), rel=1e-5)
+    assert torch.isfinite(pairwise_squared(theta, s))
+
+
+def test_sparse_text_is_accepted(synthetic_small):
+    import scipy.sparse as sp
+
+    m = fit_small(synthetic_small, epochs=1)
+    q = synthetic_small.part("query")
+    np.testing.assert_array_equal(m.encode_text(sp.csr_matrix(q.text)), m.encode_text(q.text))
