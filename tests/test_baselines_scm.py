@@ -79,3 +79,23 @@ def test_seq_warns_when_bits_exceed_modality_rank():
         m = create_method("scm-seq", bits=16).fit(Pairs(x, y, labels))
     codes = m.encode_text(y).astype(int)
     assert np.all(np.abs(codes.mean(0)) < 1)  # no constant bit
+
+
+@pytest.mark.parametrize("shape", [(120, 80), (80, 120), (30, 20)])
+def test_residual_top_singular_pair_tracks_rank_one_updates(shape):
+    from cmh.baselines.scm import _ResidualTop1
+
+    rng = np.random.default_rng(1)
+    m = rng.standard_normal(shape)
+    r = _ResidualTop1(m)
+    for _ in range(3):
+        u, s, v = r.top()
+        ref = np.linalg.svd(r.m, compute_uv=False)
+        np.testing.assert_allclose(s, ref[0], rtol=1e-8)
+        np.testing.assert_allclose(r.m @ v, s * u, atol=1e-8)
+        a, b = rng.standard_normal(shape[0]), rng.standard_normal(shape[1])
+        r.subtract(a, b)
+        m = m - np.outer(a, b)
+        np.testing.assert_allclose(r.m, m)
+        gram = m.T @ m if r.right else m @ m.T
+        np.testing.assert_allclose(r.g, gram, atol=1e-8)

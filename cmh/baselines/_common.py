@@ -246,7 +246,7 @@ def inv_sqrt_psd(c: np.ndarray, floor: float = 1e-12) -> np.ndarray:
 def cholesky_factor(c: np.ndarray, method: str = "") -> np.ndarray:
     """Upper Cholesky factor ``R`` (d, d) with ``RᵀR = C``; a one-line :class:`CMHError` if ``C`` is not PD."""
     try:
-        return scipy.linalg.cholesky((c + c.T) / 2, lower=False)
+        return scipy.linalg.cholesky((c + c.T) / 2, lower=False, check_finite=False)
     except np.linalg.LinAlgError:
         raise CMHError(
             f"{method}: a feature covariance is singular; increase the ridge, e.g. --set reg=1e-3"
@@ -263,14 +263,14 @@ def whitened_cross(
     whitening costs ``d³/3`` instead of an eigendecomposition.
     """
     rx, ry = cholesky_factor(cxx, method), cholesky_factor(cyy, method)
-    m = scipy.linalg.solve_triangular(rx, cxy, trans="T", lower=False)
-    m = scipy.linalg.solve_triangular(ry, m.T, trans="T", lower=False).T
+    m = scipy.linalg.solve_triangular(rx, cxy, trans="T", lower=False, check_finite=False)
+    m = scipy.linalg.solve_triangular(ry, m.T, trans="T", lower=False, check_finite=False).T
     return rx, ry, m
 
 
 def unwhiten(r: np.ndarray, u: np.ndarray) -> np.ndarray:
     """``R⁻¹ U``: whitened directions (d, k) back to feature-space projections."""
-    return scipy.linalg.solve_triangular(r, u, lower=False)
+    return scipy.linalg.solve_triangular(r, u, lower=False, check_finite=False)
 
 
 def top_singular(m: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -122,7 +122,7 @@ class CMFH(HashMethod):
         self.objective_: list[float] = []
         for _ in range(iters):
             xv = [v.t_dot(vmat) for v in views]  # X_i Vᵀ (d_i, K)
-            p = [scipy.linalg.cho_solve((c, False), a) for c, a in zip(chol, xv, strict=True)]  # P_iᵀ
+            p = [scipy.linalg.cho_solve((c, False), a, check_finite=False) for c, a in zip(chol, xv, strict=True)]  # P_iᵀ
             vv = vmat.T @ vmat
             u = [a @ np.linalg.inv(vv + (gamma / w) * eye) for a, w in zip(xv, weights, strict=True)]
             lhs = sum(w * ui.T @ ui for w, ui in zip(weights, u, strict=True)) + (2 * mu + gamma) * eye
@@ -132,7 +132,7 @@ class CMFH(HashMethod):
             if self.cfg.record_objective:
                 self.objective_.append(self._objective(views, grams, u, p, vmat))
         xv = [v.t_dot(vmat) for v in views]
-        self.p_image, self.p_text = (scipy.linalg.cho_solve((c, False), a) for c, a in zip(chol, xv, strict=True))
+        self.p_image, self.p_text = (scipy.linalg.cho_solve((c, False), a, check_finite=False) for c, a in zip(chol, xv, strict=True))
         self.u_image, self.u_text = (a @ np.linalg.inv(vmat.T @ vmat + (gamma / w) * eye)
                                      for a, w in zip(xv, weights, strict=True))
         self.mean_image, self.mean_text = views[0].mean, views[1].mean
