@@ -1,23 +1,23 @@
 """CMFH: Collective Matrix Factorization Hashing (Ding, Guo, Zhou, CVPR 2014).
 
-G. Ding, Y. Guo, J. Zhou. "Collective matrix factorization hashing for multimodal data." CVPR 2014,
-pp. 2075-2082.
+G. Ding, Y. Guo, J. Zhou. "Collective matrix factorization hashing for multimodal data." CVPR 2014.
 
 Unsupervised. With the centred views as columns, ``X1`` (d1, n) image and ``X2`` (d2, n) text, CMFH learns
 one unified latent representation ``V`` (K, n) of every training pair by collective matrix factorisation and
-one linear projection per view for out-of-sample items (paper Sec. 3, Eq. 5):
+one linear projection per view for out-of-sample items (paper Sec. 3):
 
     min  λ‖X1 − U1V‖² + (1 − λ)‖X2 − U2V‖² + μ(‖V − P1X1‖² + ‖V − P2X2‖²)
          + γ(‖U1‖² + ‖U2‖² + ‖P1‖² + ‖P2‖² + ‖V‖²)
 
-solved by alternating closed-form updates (Sec. 3.2), each the exact minimiser over one block:
+solved by alternating closed-form updates, each the exact minimiser over one block:
 
     U1 = X1Vᵀ (VVᵀ + γ/λ·I)⁻¹,   U2 = X2Vᵀ (VVᵀ + γ/(1−λ)·I)⁻¹,
     P_i = V X_iᵀ (X_iX_iᵀ + γ/μ·I)⁻¹,
     V = (λU1ᵀU1 + (1−λ)U2ᵀU2 + (2μ + γ)I)⁻¹ (λU1ᵀX1 + (1−λ)U2ᵀX2 + μ(P1X1 + P2X2)).
 
-Hash functions (Sec. 3.3): ``b = sign(P_i (x − μ_i))`` with the TRAIN means ``μ_i`` (the paper assumes
-zero-centred data). Defaults are the paper's (Sec. 4.2): ``λ = 0.5``, ``μ = 100``, ``γ = 0.01``, and a fixed
+Hash functions: ``b = sign(P_i (x − μ_i))`` with the TRAIN means ``μ_i`` (the paper assumes
+zero-centred data). Defaults are the paper's experimental settings ``λ = 0.5``, ``μ = 100``, ``γ = 0.01`` (the same
+group's later OCMFH code defaults to ``γ = 0.001``; set ``--set gamma=0.001`` to compare), and a fixed
 number of iterations (``iters = 30``; the paper reports convergence within a few tens of iterations), so the
 run time does not depend on a tolerance. ``V`` starts from a seeded Gaussian and ``P`` is first computed
 from it (equivalent to starting the alternation at the P step; the paper initialises all blocks at random).
@@ -58,7 +58,7 @@ from cmh.registry import register_method
 
 PAPER = (
     "G. Ding, Y. Guo, J. Zhou. Collective matrix factorization hashing for multimodal data. "
-    "CVPR 2014, pp. 2075-2082"
+    "CVPR 2014"
 )
 
 
@@ -73,7 +73,7 @@ class CMFH(HashMethod):
 
     @dataclasses.dataclass(frozen=True)
     class Config:
-        """Paper defaults (CVPR 2014, Sec. 4.2): ``lam`` = λ (image vs text weight), ``mu`` = μ (factorisation
+        """Paper defaults (CVPR 2014 experiments): ``lam`` = λ (image vs text weight), ``mu`` = μ (factorisation
         vs projection), ``gamma`` = γ (regularisation); ``iters``: fixed number of alternations."""
 
         lam: float = 0.5
@@ -83,7 +83,7 @@ class CMFH(HashMethod):
         record_objective: bool = False  # store the objective after every iteration in ``objective_`` (slower)
 
     def _objective(self, views: list, grams: list, u: list, p: list, vmat: np.ndarray) -> float:
-        """The CMFH objective (Eq. 5) in row form, from the Gram matrices (no n × d residual is formed)."""
+        """The CMFH objective in row form, from the Gram matrices (no n × d residual is formed)."""
         lam, mu, gamma = float(self.cfg.lam), float(self.cfg.mu), float(self.cfg.gamma)
         vv = vmat.T @ vmat
         total = gamma * float(np.trace(vv))

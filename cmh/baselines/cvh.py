@@ -1,6 +1,6 @@
 """CVH: Cross-View Hashing (Kumar & Udupa, IJCAI 2011).
 
-S. Kumar, R. Udupa. "Learning hash functions for cross-view similarity search." IJCAI 2011, pp. 1360-1365.
+S. Kumar, R. Udupa. "Learning hash functions for cross-view similarity search." IJCAI 2011.
 
 CVH learns one linear hash function per view, ``b = sign(Aᵀ(x − μ))``, minimising the weighted Hamming
 distance between the codes of similar objects within and across views, relaxed to a spectral problem
@@ -11,7 +11,8 @@ the generalised eigenvalue problem
     [ Cxx  −Cxy ] a = λ [ Cxx   0  ] a ,      (smallest λ; λ = 1 − ρ)
     [ −Cyx  Cyy ]       [  0   Cyy ]
 
-on the *centred* covariances, i.e. canonical correlation analysis, as the paper itself remarks (Sec. 4).
+on the *centred* covariances, i.e. canonical correlation analysis (CVH generalises CCA to K views and
+arbitrary similarity weights).
 We solve it as CCA with ridge-regularised covariances ``C + reg·(tr C/d)·I`` (``reg`` relative to the
 mean variance, so it is unit-free): whiten each view with ``(C + κI)^{-1/2}``, take the SVD of the whitened
 cross-covariance, and keep the top singular directions (largest canonical correlations ρ). The means
@@ -54,7 +55,7 @@ from cmh.baselines._common import (
 from cmh.registry import register_method
 
 PAPER = (
-    "S. Kumar, R. Udupa. Learning hash functions for cross-view similarity search. IJCAI 2011, pp. 1360-1365"
+    "S. Kumar, R. Udupa. Learning hash functions for cross-view similarity search. IJCAI 2011"
 )
 
 

@@ -1,9 +1,9 @@
 """SCM: Semantic Correlation Maximization (Zhang & Li, AAAI 2014), variants ``scm-orth`` and ``scm-seq``.
 
 D. Zhang, W.-J. Li. "Large-scale supervised multimodal hashing with semantic correlation maximization."
-AAAI 2014, pp. 2177-2183.
+AAAI 2014.
 
-Semantic similarity (paper Sec. "Semantic correlation maximization"): with ``L̂`` the label matrix (n, c)
+Semantic similarity (paper Sec. 3): with ``L̂`` the label matrix (n, c)
 with L2-normalised rows, ``S̃ = 2·L̂L̂ᵀ − 11ᵀ`` (cosine label similarity rescaled to [−1, 1]). SCM wants
 ``sign(XWx)·sign(YWy)ᵀ ≈ c·S̃`` with ``c = K`` (the code length, the range of a code inner product) and
 relaxes it to maximising ``tr(Wxᵀ Xᵀ S̃ Y Wy)`` under ``WxᵀXᵀXWx = WyᵀYᵀYWy = I``. The n × n matrix is never
@@ -11,10 +11,10 @@ formed: ``Xᵀ S̃ Y = 2 (XᵀL̂)(YᵀL̂)ᵀ − (Xᵀ1)(Yᵀ1)ᵀ`` costs O(n
 TRAIN means (the paper assumes zero-mean data), and every query and database item is centred with the same
 stored means.
 
-- ``scm-orth`` (Sec. "Orthogonal projection"): all K directions at once, the top generalised eigenvectors of
+- ``scm-orth`` (the orthogonal-projection variant): all K directions at once, the top generalised eigenvectors of
   ``[0, XᵀS̃Y; YᵀS̃X, 0] w = λ [XᵀX + κI, 0; 0, YᵀY + κI] w``, i.e. the top singular pairs of the whitened
   cross matrix (Cholesky whitening, :func:`cmh.baselines._common.whitened_cross`).
-- ``scm-seq`` (Sec. "Sequential learning", Algorithm 1): bit by bit, the top singular pair of the *residual*
+- ``scm-seq`` (the sequential variant): bit by bit, the top singular pair of the *residual*
   ``C_t = Xᵀ R_t Y``, ``R_1 = K·S̃``, ``R_{t+1} = R_t − sign(X wx_t) sign(Y wy_t)ᵀ``, so each bit explains
   semantics the previous bits missed. Computed as rank-one updates of the whitened cross matrix; each bit's
   top singular pair by Lanczos on the updated Gram matrix of the smaller side (ARPACK, fixed start
@@ -36,7 +36,7 @@ hyperplanes within the same span), and if the residual's correlation vanishes (t
 Differences from the public MATLAB code: the database is centred like the training data (the released
 script centres train/query but encodes the uncentred database — a known bug), the ridge is relative, and the
 code's fallback "stop and use CCA directions when the eigenvalue increases" is not reproduced (it is not in
-the paper). Reported on Wikipedia (SCM paper, Table 2, mAP, 16-128 bits): SCM-orth I→T ≈ 0.16-0.23,
+the paper). Reported on Wikipedia (SCM paper, mAP, 16-128 bits; approximate): SCM-orth I→T ≈ 0.16-0.23,
 T→I ≈ 0.16-0.24 (degrading with K); SCM-seq I→T ≈ 0.24-0.26, T→I ≈ 0.27-0.30 — see ``docs/baselines.md``.
 """
 
@@ -70,7 +70,7 @@ from cmh.registry import register_method
 
 PAPER = (
     "D. Zhang, W.-J. Li. Large-scale supervised multimodal hashing with semantic correlation maximization. "
-    "AAAI 2014, pp. 2177-2183"
+    "AAAI 2014"
 )
 
 
@@ -184,7 +184,7 @@ class _SCM(HashMethod):
 
 @register_method("scm-orth")
 class SCMOrth(_SCM):
-    """SCM with orthogonal projections (Zhang & Li, AAAI 2014, Sec. "Orthogonal projection"); see the module
+    """SCM with orthogonal projections (Zhang & Li, AAAI 2014, SCM-Orth); see the module
     docstring for the formulation, the informative-bits extension and the differences from the public code."""
 
     def fit(self, train: Any) -> SCMOrth:
@@ -202,15 +202,15 @@ class SCMOrth(_SCM):
 
 @register_method("scm-seq")
 class SCMSeq(_SCM):
-    """SCM learnt bit by bit on the residual semantics (Zhang & Li, AAAI 2014, Sec. "Sequential learning",
-    Algorithm 1); see the module docstring for the formulation and the informative-bits policy."""
+    """SCM learnt bit by bit on the residual semantics (Zhang & Li, AAAI 2014, SCM-Seq); see the module
+    docstring for the formulation and the informative-bits policy."""
 
     def fit(self, train: Any) -> SCMSeq:
         cx, cy, rx, ry, m, labels = self._prepare(train)
         self._warn_rank(cx, cy)
         residual = _ResidualTop1(m)
         wx, wy, sig = [], [], []
-        for _ in range(self.bits):  # one closed-form generalised eigenproblem per bit (Algorithm 1)
+        for _ in range(self.bits):  # one closed-form generalised eigenproblem per bit
             u, sigma, v = residual.top()
             if sig and sigma < 1e-3 * sig[0]:
                 break  # the residual no longer correlates the views

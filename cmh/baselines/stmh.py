@@ -1,11 +1,11 @@
 """STMH: Semantic Topic Multimodal Hashing (Wang, Gao, Wang, He, IJCAI 2015).
 
 D. Wang, X. Gao, X. Wang, L. He. "Semantic topic multimodal hashing for cross-media retrieval."
-IJCAI 2015, pp. 3890-3896.
+IJCAI 2015.
 
 Unsupervised. STMH discovers K semantic *topics* of the texts by clustering, K *concepts* of the images
 by robust matrix factorisation, links the two by a linear correlation, and sets code bit j of an item to
-+1 when topic/concept j is present in it (paper Sec. 3). With rows as items (``X`` (n, d1) images, ``T``
++1 when topic/concept j is present in it. With rows as items (``X`` (n, d1) images, ``T``
 (n, d2) texts), ``G1`` (n, K) real image concept weights, ``G2 ∈ {0, 1}^{n×K}`` topic indicators with
 exactly ``m = K/2`` topics per item, ``F1`` (d1, K) concepts, ``F2`` (d2, K) topic centres and ``R`` (K, K):
 
@@ -14,7 +14,7 @@ exactly ``m = K/2`` topics per item, ``F1`` (d1, K) concepts, ``F2`` (d2, K) top
        + λ ‖G2 − G1 R‖²                               (concepts predict topics)
        + γ (‖F1‖² + ‖F2‖² + ‖G1‖² + ‖R‖²)
 
-solved by alternating exact block updates (paper Sec. 3.2, a fixed ``iters``):
+solved by alternating exact block updates (a fixed number ``iters`` of sweeps):
 
 - ``F1 = XᵀDG1 (G1ᵀDG1 + γ/r1·I)⁻¹`` with the IRLS weights ``D = diag(1 / (2‖x_i − F1 g1_i‖))`` of the
   L2,1 term (re-weighted after every sweep);
@@ -28,11 +28,11 @@ Hash codes ``b = 2g − 1``: a text's code marks its m nearest topic centres (th
 correlation term); an image's concept weights ``g1 = (F1ᵀF1 + γ/r1·I)⁻¹F1ᵀx`` are mapped to topic scores
 ``g1 R`` and its code marks the m largest. Training codes are ``2G2 − 1``.
 
-Defaults: ``r1 = r2 = 0.5``, ``λ = 0.5``, ``γ = 1e-4``, ``iters = 10``, ``m = K/2`` — the settings of the
-authors' released code as used in public comparisons (we could not read the paper's Sec. 4 values; they
-are exposed as options). Features are used as given (no centering: topics are clusters of non-negative
+Defaults: ``r1 = r2 = 0.5``, ``λ = 0.5``, ``γ = 1e-4``, ``iters = 10``, ``m = K/2`` — the settings of the STMH
+code distributed with public cross-modal hashing comparisons (we could not read the paper's own values;
+all are options). Features are used as given (no centering: topics are clusters of non-negative
 bag-of-words or topic vectors). Simplifications/choices, stated: (1) the text-centre update uses the exact
-minimiser ``(diag(1ᵀG2) + γ/r2 I)⁻¹`` of the stated clustering objective, whereas the released code uses
+minimiser ``(diag(1ᵀG2) + γ/r2 I)⁻¹`` of the stated clustering objective, whereas that code uses
 ``G2ᵀG2`` (a least-squares factorisation); (2) images are coded with the same "m active concepts" rule as
 texts (every code has exactly K/2 ones), which keeps the two modalities' codes comparable; (3) a fixed
 number of iterations instead of a tolerance, for reproducible run time; (4) the topics start at K random
@@ -52,9 +52,9 @@ cmh keeps the paper's rule and raises :class:`~cmh.baselines._common.Uninformati
 informative count (``n_informative``, ``constant_bits_``). We tried two balanced alternatives (per-topic
 standardised scores before the m-of-K choice; per-topic median thresholds): no constant bits, but lower
 mAP on Wikipedia (e.g. 0.185/0.159 instead of 0.192/0.194 at 32 bits), so they are not the default.
-Reported (STMH paper, Wikipedia, mAP at 16-128 bits): about 0.22-0.26 I→T and up to ~0.5-0.6 T→I; the high
-T→I figures, like CMFH's, come from a protocol where the database holds unified codes — see
-``docs/baselines.md``.
+Reported figures: we could not read the STMH paper's Wikipedia table here. Figures quoted for it
+(~0.25 I→T, ~0.6 T→I) look like CMFH's, whose high T→I comes from a database of unified codes (see
+``docs/baselines.md``); per view, cmh measures 0.15-0.23 on Wikipedia (16-128 bits).
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ from cmh.registry import register_method
 
 PAPER = (
     "D. Wang, X. Gao, X. Wang, L. He. Semantic topic multimodal hashing for cross-media retrieval. "
-    "IJCAI 2015, pp. 3890-3896"
+    "IJCAI 2015"
 )
 
 
@@ -110,7 +110,7 @@ class STMH(HashMethod):
     class Config:
         """``r1``, ``r2``: weights of the image factorisation and the text clustering; ``lam`` = λ (topic
         correlation); ``gamma`` = γ (regularisation); ``iters``: fixed alternations; ``active``: topics
-        per item as a fraction of K (K/2 in the released code)."""
+        per item as a fraction of K (K/2 in the public code)."""
 
         r1: float = 0.5
         r2: float = 0.5
