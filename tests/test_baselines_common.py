@@ -235,3 +235,25 @@ def test_check_features_and_labels():
         _common.check_labels("m", None)
     lab = _common.row_normalise(np.array([[1, 1], [0, 1]]))
     np.testing.assert_allclose(np.linalg.norm(lab, axis=1), 1.0)
+
+
+def test_bench_baselines_runs_every_requested_method(tmp_path):
+    import argparse
+    import json
+
+    from cmh.bench import baselines as bench
+
+    out = tmp_path / "bench.json"
+    p = argparse.ArgumentParser()
+    bench.add_arguments(p)
+    args = p.parse_args(["--methods", "cvh,stmh", "--n", "300", "--image-dim", "32", "--text-dim", "20",
+                         "--classes", "5", "--bits", "16", "--encode-n", "700", "--json", str(out)])
+    assert bench.run(args) == 0
+    rows = json.loads(out.read_text())["results"]
+    assert [r["method"] for r in rows] == ["cvh", "stmh"]
+    for r in rows:
+        assert r["fit_s"] > 0 and r["encode_s"] > 0 and r["peak_mib"] > 0
+    assert rows[0]["fit_target_s"] == 10.0 and rows[1]["fit_target_s"] is None
+    assert bench.fit_target("seph-km") == 120.0
+    with pytest.raises(CMHError, match="not shallow"):
+        bench.run(p.parse_args(["--methods", "ssah"]))

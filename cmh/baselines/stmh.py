@@ -83,6 +83,11 @@ def _matrix(x: Any) -> Any:
     return sp.csr_matrix(x, dtype=np.float64) if sp.issparse(x) else np.asarray(x, dtype=np.float64)
 
 
+def _encode_matrix(x: Any) -> Any:
+    """Float32 CSR or array for encoding (products in single precision; no float64 copy of a large input)."""
+    return sp.csr_matrix(x, dtype=np.float32) if sp.issparse(x) else np.asarray(x, dtype=np.float32)
+
+
 def _row_sq_norms(x: Any) -> np.ndarray:
     if sp.issparse(x):
         return np.asarray(x.multiply(x).sum(axis=1)).ravel()
@@ -207,13 +212,14 @@ class STMH(HashMethod):
         """Concept weights -> topic scores ``g1 R`` -> the m highest-scoring topics are the +1 bits."""
         self.check_fitted()
         self.check_dim(image, self.dims[0], "image")
-        g1 = np.asarray((_matrix(image) * self.scale[0]) @ self.f1) @ self.image_solve
+        g1 = np.asarray(_encode_matrix(image) @ (self.f1 * self.scale[0]).astype(np.float32), dtype=np.float64)
+        g1 = g1 @ self.image_solve
         return sign_codes(2 * _top_m(g1 @ self.r, self._m()) - 1)
 
     def encode_text(self, text: Any) -> np.ndarray:
         """The m nearest topic centres are the +1 bits."""
         self.check_fitted()
         self.check_dim(text, self.dims[1], "text")
-        t = _matrix(text) * self.scale[1]
-        score = 2 * np.asarray(t @ self.f2) - (self.f2 * self.f2).sum(axis=0)[None, :]  # −‖t − f‖² + ‖t‖²
+        f2 = (self.f2 * self.scale[1]).astype(np.float32)  # (t·s)·f = t·(s·f)
+        score = 2 * np.asarray(_encode_matrix(text) @ f2, dtype=np.float64) - (self.f2 * self.f2).sum(axis=0)[None, :]  # −‖t − f‖² + ‖t‖²
         return sign_codes(2 * _top_m(score, self._m()) - 1)
