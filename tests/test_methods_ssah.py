@@ -33,6 +33,12 @@ def fit_small(data, bits: int = 16, **cfg) -> SSAH:
     return m.fit(data.part("train"))
 
 
+@pytest.fixture(scope="module")
+def fitted(synthetic_small) -> SSAH:
+    """One small SSAH trained for one epoch, shared by the read-only tests below."""
+    return fit_small(synthetic_small, epochs=1)
+
+
 def test_registered_as_deep_supervised():
     cls = get_method_class("ssah")
     assert cls is SSAH and cls.kind == "deep" and cls.supervised
@@ -51,8 +57,8 @@ def test_paper_hyperparameters_resolved():
     assert off["lr_lab"] == pytest.approx(1e-2)
 
 
-def test_codes_shape_and_values(synthetic_small):
-    m = fit_small(synthetic_small, epochs=1)
+def test_codes_shape_and_values(synthetic_small, fitted):
+    m = fitted
     q = synthetic_small.part("query")
     bi, bt = m.encode_image(q.image), m.encode_text(q.text)
     for b in (bi, bt):
@@ -77,6 +83,8 @@ def test_same_seed_same_codes(synthetic_small):
     a = fit_small(synthetic_small, epochs=1).encode_text(q.text)
     b = fit_small(synthetic_small, epochs=1).encode_text(q.text)
     np.testing.assert_array_equal(a, b)
+    c = create_method("ssah", bits=16, seed=1, **SMALL, epochs=1).fit(synthetic_small.part("train"))
+    assert not np.array_equal(a, c.encode_text(q.text))
 
 
 def test_official_variant_runs(synthetic_small):
@@ -88,13 +96,13 @@ def test_official_variant_runs(synthetic_small):
     assert m._lr_factor(1) == pytest.approx(10**-0.5)
 
 
-def test_paper_variant_logs_adversarial_term(synthetic_small):
-    m = fit_small(synthetic_small, epochs=1)
+def test_paper_variant_logs_adversarial_term(fitted):
+    m = fitted
     assert {"lab", "img", "txt", "disc", "img_adv", "txt_adv"} <= set(m.history[0])
 
 
-def test_dim_mismatch_and_missing_labels(synthetic_small):
-    m = fit_small(synthetic_small, epochs=1)
+def test_dim_mismatch_and_missing_labels(synthetic_small, fitted):
+    m = fitted
     q = synthetic_small.part("query")
     with pytest.raises(CMHError, match="image features have shape"):
         m.encode_image(q.image[:, :10])
@@ -130,9 +138,9 @@ def test_pairwise_losses_are_stable_for_large_theta():
     assert torch.isfinite(pairwise_squared(theta, s))
 
 
-def test_sparse_text_is_accepted(synthetic_small):
+def test_sparse_text_is_accepted(synthetic_small, fitted):
     import scipy.sparse as sp
 
-    m = fit_small(synthetic_small, epochs=1)
+    m = fitted
     q = synthetic_small.part("query")
     np.testing.assert_array_equal(m.encode_text(sp.csr_matrix(q.text)), m.encode_text(q.text))

@@ -147,9 +147,10 @@ class EpochContext:
 
 def _check_finite(method: HashMethod, name: str, value: torch.Tensor) -> None:
     if not bool(torch.isfinite(value).all()):
+        lr = getattr(method, "hp", {}).get("lr") or getattr(method.cfg, "lr", None) or 1e-3
         raise CMHError(
             f"{method.name}: loss '{name}' became NaN/inf during training; lower the learning rate "
-            f"(e.g. --set lr={float(getattr(method.cfg, 'lr', 1e-4)) / 10:g}) or check the input features"
+            f"(e.g. --set lr={float(lr) / 10:g}) or check the input features"
         )
 
 
@@ -321,7 +322,8 @@ class DeepHashMethod(HashMethod):
                     f"{self.name}: checkpoint {path} was made on other training data; delete it or use another "
                     "checkpoint_dir"
                 )
-            self._load_nets(state)
+            for k, net in self.nets.items():  # into the existing modules: the optimisers hold their parameters
+                net.load_state_dict(state["nets"][k])
             tr = state["train"]
             for k, o in self.optims.items():
                 o.load_state_dict(tr["optims"][k])

@@ -1,0 +1,120 @@
+"""The shared deep training loop: resume == uninterrupted, checkpoints, state, NaN guard, early stopping."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from test_methods_ssah import SMALL
+
+import cmh.methods.ssah as ssah_module
+from cmh.errors import CMHError
+from cmh.registry import create_method
+
+DCMH_SMALL = {"txt_hidden": 256, "verbose": False}
+
+
+def _codes(m, data):
+    q = data.part("query")
+    return m.encode_image(q.image), m.encode_text(q.text)
+
+
+@pytest.mark.parametrize("name,cfg", [("ssah", SMALL), ("dcmh", DCMH_SMALL)])
+def test_killed_run_resumes_to_the_same_codes(synthetic_small, tmp_path, monkeypatch, name, cfg):
+    train = synthetic_small.part("train")
+    full = create_method(name, bits=16, seed=0, epochs=3, **cfg).fit(train)
+
+    # a run with checkpoints that is "killed" during its second epoch
+    killed = create_method(name, bits=16, seed=0, epochs=3, checkpoint_dir=str(tmp_path), **cfg)
+    original = type(killed)._train_epoch
+
+    def dies_in_epoch_2(self, epoch, ctx):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return original(self, epoch, ctx)
+
+    monkeypatch.setattr(type(killed), "_train_epoch", dies_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        killed.fit(train)
+    monkeypatch.setattr(type(killed), "_train_epoch", original)
+    assert len(list(tmp_path.glob(f"{name}-16bits-seed0-*.pt"))) == 1
+
+    resumed = create_method(name, bits=16, seed=0, epochs=3, checkpoint_dir=str(tmp_path), resume=True, **cfg)
+    resumed.fit(train)
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
+    for a, b in zip(_codes(full, synthetic_small), _codes(resumed, synthetic_small), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_resume_can_extend_epochs(synthetic_small, tmp_path):
+    train = synthetic_small.part("train")
+    cfg = {**SMALL, "variant": "official", "checkpoint_dir": str(tmp_path)}
+    create_method("ssah", bits=16, epochs=1, **cfg).fit(train)
+    longer = create_method("ssah", bits=16, epochs=2, resume=True, **cfg).fit(train)
+    straight = create_method("ssah", bits=16, epochs=2, **{**SMALL, "variant": "official"}).fit(train)
+    np.testing.assert_array_equal(_codes(longer, synthetic_small)[0], _codes(straight, synthetic_small)[0])
+
+
+def test_resume_refuses_changed_options(synthetic_small, tmp_path):
+    train = synthetic_small.part("train")
+    create_method("ssah", bits=16, epochs=1, checkpoint_dir=str(tmp_path), **SMALL).fit(train)
+    other = create_method("ssah", bits=16, epochs=1, checkpoint_dir=str(tmp_path), resume=True, **{**SMALL, "delta": 0.5})
+    with pytest.raises(CMHError, match="delta"):
+        other.fit(train)
+
+
+def test_state_dict_round_trip_and_mismatch(synthetic_small, tmp_path):
+    train = synthetic_small.part("train")
+    m = create_method("ssah", bits=16, epochs=1, **SMALL).fit(train)
+    path = tmp_path / "model.pt"
+    m.save(path)
+    again = create_method("ssah", bits=16, **SMALL).load(path)
+    for a, b in zip(_codes(m, synthetic_small), _codes(again, synthetic_small), strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(CMHError, match="with 16 bits, not ssah with 32 bits"):
+        create_method("ssah", bits=32, **SMALL).load(path)
+    with pytest.raises(CMHError, match="holds a ssah model"):
+        create_method("dcmh", bits=16).load_state_dict(torch.load(path, weights_only=True))
+    with pytest.raises(CMHError, match="not found"):
+        create_method("ssah", bits=16).load(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CMHError, match="cannot read"):
+        create_method("ssah", bits=16).load(tmp_path / "junk.pt")
+
+
+def test_checkpoint_of_other_data_is_kept_apart(synthetic_small, tmp_path):
+    train = synthetic_small.part("train")
+    create_method("dcmh", bits=16, epochs=1, checkpoint_dir=str(tmp_path), **DCMH_SMALL).fit(train)
+    create_method("dcmh", bits=16, epochs=1, checkpoint_dir=str(tmp_path), **DCMH_SMALL).fit(synthetic_small.part("query"))
+    assert len(list(tmp_path.glob("dcmh-16bits-seed0-*.pt"))) == 2
+
+
+def test_nan_loss_is_a_clean_error(synthetic_small, monkeypatch):
+    monkeypatch.setattr(ssah_module, "pairwise_nll", lambda theta, s: (theta * float("nan")).sum())
+    m = create_method("ssah", bits=16, epochs=1, **SMALL)
+    with pytest.raises(CMHError, match=r"loss 'lab' became NaN/inf.*lower the learning rate"):
+        m.fit(synthetic_small.part("train"))
+
+
+def test_quiet_when_not_a_terminal(synthetic_small, capsys):
+    create_method("dcmh", bits=16, epochs=1, txt_hidden=64, verbose=True).fit(synthetic_small.part("train"))
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == ""
+
+
+def test_bad_options():
+    with pytest.raises(CMHError, match="val_fraction"):
+        create_method("ssah", bits=16, val_fraction=0.9)
+    with pytest.raises(CMHError, match="epochs"):
+        create_method("dcmh", bits=16, epochs=0)
+
+
+def test_validation_early_stopping(synthetic_small):
+    metrics = pytest.importorskip("cmh.metrics", reason="cmh.metrics.evaluate is needed for validation mAP")
+    if not hasattr(metrics, "evaluate"):
+        pytest.skip("cmh.metrics.evaluate is not available yet")
+
+    m = create_method("dcmh", bits=16, epochs=3, val_fraction=0.2, patience=1, **DCMH_SMALL)
+    m.fit(synthetic_small.part("train"))
+    assert all("val_map" in h for h in m.history)
+    assert m.best_epoch is not None and 1 <= m.best_epoch <= 3
