@@ -51,7 +51,7 @@ import os
 import random
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -197,6 +197,9 @@ class DeepHashMethod(HashMethod):
         self.history: list[dict[str, Any]] = []
         self.epochs_done = 0
         self.best_epoch: int | None = None
+        #: Optional ``callback(method, record)`` after every epoch (e.g. a benchmark measuring mAP per epoch);
+        #: the networks are in training mode again when it returns.
+        self.on_epoch_end: Callable[[DeepHashMethod, dict[str, Any]], None] | None = None
 
     # -- hooks ------------------------------------------------------------------------------------
     def _build_nets(self, dims: dict[str, int]) -> dict[str, nn.Module]:
@@ -368,6 +371,12 @@ class DeepHashMethod(HashMethod):
                     self._save_checkpoint(path, fingerprint, gen, best)
                 if progress:
                     progress.update(record)
+                if self.on_epoch_end is not None:
+                    was_fitted, self.fitted = self.fitted, True  # the callback may encode
+                    self.on_epoch_end(self, record)
+                    self.fitted = was_fitted
+                    for net in self.nets.values():
+                        net.train()
         finally:
             if progress:
                 progress.stop()
