@@ -12,8 +12,8 @@ Each bit is a pair of linear threshold functions ``xi_k(x) = sign(p_k . x + a_k)
 2. For bit k, the weak learner ``s ≈ xi(x) eta(y)`` should maximise the weighted correlation
    ``r = sum_i w_i s_i xi(x_i) eta(y_i)``. Relaxing the signs, ``sum_i w_i s_i (p . x_i)(q . y_i) = p^T C q``
    with the weighted cross-covariance ``C = sum_P w x y^T - sum_N w x y^T`` (features centred on the
-   training means), so ``p, q`` are the top left/right singular vectors of ``C`` (found by power
-   iteration with products ``X^T (w s (Y q))``, never forming ``C`` when it is large).
+   training means), so ``p, q`` are the top left/right singular vectors of ``C`` (dense SVD when
+   ``C`` is small, else ARPACK Lanczos through products ``X^T (w s (Y q))``, never forming a large ``C``).
 3. Thresholds ``(a, b)`` minimise the weighted error ``(1 - r) / 2`` exactly over a grid of candidate
    thresholds (quantiles of the projected training values); ``r`` for every pair of candidates is one
    matrix product. Candidates are restricted to the 2.5%-97.5% quantile range, so no bit is constant on
@@ -49,7 +49,7 @@ class CMSSHConfig:
     pairs: int = 10000  # sampled cross-modal training pairs
     positive_fraction: float = 0.5  # share of positive pairs in the sample
     thresholds: int = 64  # candidate thresholds per modality in the exact grid search
-    power_iters: int = 50  # power iterations for the top singular pair of C
+    svd_maxiter: int = 500  # ARPACK iteration budget for the top singular pair of C
 
 
 def sample_pairs(
@@ -141,12 +141,13 @@ class CMSSH(HashMethod):
                 stacklevel=2,
             )
         rng = self.rng()
+        form_c = d_img * d_txt <= 1_000_000
         pi, pj, s = sample_pairs(labels, cfg.pairs, cfg.positive_fraction, rng)
         self.mean_img_ = image.mean(0).astype(np.float64)
         self.mean_txt_ = np.asarray(text.mean(0), dtype=np.float64).ravel()
-        x = image[pi].astype(np.float64) - self.mean_img_  # (N, d_img)
-        y = to_dense(text[pj] if not sp.issparse(text) else sp.csr_matrix(text)[pj]).astype(np.float64)
-        y -= self.mean_txt_  # (N, d_txt)
+        dtype = np.float64 if form_c else np.float32  # large problems: float32 products for speed
+        x = (image[pi] - self.mean_img_).astype(dtype)  # (N, d_img), centred
+        y = (to_dense(sp.csr_matrix(text)[pj] if sp.issparse(text) else text[pj]) - self.mean_txt_).astype(dtype)
         w = np.where(s > 0, 0.5 / (s > 0).sum(), 0.5 / (s < 0).sum())
 
         p_all = np.zeros((d_img, self.bits))
@@ -154,11 +155,13 @@ class CMSSH(HashMethod):
         a_all = np.zeros(self.bits)
         b_all = np.zeros(self.bits)
         alphas = np.zeros(self.bits)
-        form_c = d_img * d_txt <= 4_000_000
+        v0 = rng.standard_normal(min(d_img, d_txt))
         for k in range(self.bits):  # boosting rounds (one per bit), each vectorised over pairs
             ws = w * s
-            p, q = self._top_singular_pair(x, y, ws, form_c, rng)
-            u, v = x @ p, y @ q
+            p, q = self._top_singular_pair(x, y, ws, form_c, v0)
+            v0 = q if d_txt <= d_img else p
+            u, v = x @ p.astype(dtype), y @ q.astype(dtype)
+            u, v = u.astype(np.float64), v.astype(np.float64)
             a, b, r = _best_thresholds(u, v, ws, cfg.thresholds)
             r = float(np.clip(r, -1 + 1e-12, 1 - 1e-12))
             alpha = 0.5 * math.log((1 + r) / (1 - r))
@@ -184,26 +187,29 @@ class CMSSH(HashMethod):
         return self
 
     def _top_singular_pair(
-        self, x: np.ndarray, y: np.ndarray, ws: np.ndarray, form_c: bool, rng: np.random.Generator
+        self, x: np.ndarray, y: np.ndarray, ws: np.ndarray, form_c: bool, v0: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top left/right singular vectors (p, q) of C = X^T diag(ws) Y."""
+        """Top left/right singular vectors (p, q) of C = X^T diag(ws) Y (d_img, d_txt).
+
+        Small C is formed and decomposed densely; otherwise ARPACK (Lanczos on C^T C through products
+        ``X^T (ws * (Y q))``) is started from ``v0`` (the previous bit's vector on the smaller side), which
+        keeps it deterministic and fast because consecutive boosting rounds change C only a little.
+        """
         if form_c:
             c = x.T @ (ws[:, None] * y)
-            uu, _, vt = np.linalg.svd(c, full_matrices=False)
+            uu, _, vt = np.linalg.svd(c.astype(np.float64), full_matrices=False)
             return uu[:, 0], vt[0]
-        q = rng.standard_normal(y.shape[1])
-        q /= np.linalg.norm(q)
-        p = np.zeros(x.shape[1])
-        for _ in range(self.cfg.power_iters):  # power iterations, each two passes over the pairs
-            p = x.T @ (ws * (y @ q))
-            p /= max(np.linalg.norm(p), 1e-300)
-            q_new = y.T @ (ws * (x @ p))
-            q_new /= max(np.linalg.norm(q_new), 1e-300)
-            if np.abs(q_new - q).max() < 1e-7:
-                q = q_new
-                break
-            q = q_new
-        return p, q
+        from scipy.sparse.linalg import LinearOperator, svds
+
+        wsf = ws.astype(x.dtype)
+        op = LinearOperator(
+            (x.shape[1], y.shape[1]),
+            matvec=lambda q: x.T @ (wsf * (y @ np.ravel(q).astype(x.dtype))),
+            rmatvec=lambda p: y.T @ (wsf * (x @ np.ravel(p).astype(x.dtype))),
+            dtype=np.float64,
+        )
+        uu, _, vt = svds(op, k=1, v0=v0, tol=1e-6, maxiter=self.cfg.svd_maxiter)
+        return np.asarray(uu[:, 0], dtype=np.float64), np.asarray(vt[0], dtype=np.float64)
 
     def encode_image(self, image: np.ndarray) -> np.ndarray:
         """Image features (n, d_img) -> ±1 int8 (n, bits): sign(x P + a)."""

@@ -51,6 +51,7 @@ import scipy.sparse as sp
 import torch
 
 from cmh.base import HashMethod, sign_codes
+from cmh.baselines._common import check_features, check_labels
 from cmh.data import to_dense
 from cmh.errors import CMHError
 from cmh.registry import register_method
@@ -67,41 +68,17 @@ PAPER = (
 def check_supervised_pairs(name: str, train: Any) -> tuple[np.ndarray, Any, np.ndarray]:
     """Validate a supervised training set; return (image (n, d_img) float32, text (dense or sparse), labels).
 
-    Raises :class:`CMHError` for fewer than 2 pairs, a single distinct label set (no semantics to learn)
-    or a modality whose features are the same for every training row (e.g. all zero).
+    Raises :class:`CMHError` (via :mod:`cmh.baselines._common`) for missing or single-class labels and for
+    a modality whose features are all zero or the same for every training row.
     """
+    labels = check_labels(name, train.labels)
+    check_features(name, train.image, "image")
+    check_features(name, train.text, "text")
     image = np.asarray(train.image, dtype=np.float32)
     text = train.text
-    labels = np.asarray(train.labels)
-    n = labels.shape[0]
-    if n < 2:
-        raise CMHError(f"{name} needs at least 2 training pairs, got {n}")
-    if image.shape[0] != n or text.shape[0] != n:
+    if image.shape[0] != labels.shape[0] or text.shape[0] != labels.shape[0]:
         raise CMHError(f"{name}: image, text and labels must have the same number of rows")
-    if np.unique(labels, axis=0).shape[0] < 2:
-        raise CMHError(
-            f"{name} is supervised but every training pair has the same labels; it needs at least two "
-            "distinct classes (use an unsupervised method such as stmh for unlabelled data)"
-        )
-    for modality, x in (("image", image), ("text", text)):
-        if constant_rows(x):
-            raise CMHError(
-                f"{name}: the {modality} features are identical for every training row (e.g. all zero), "
-                f"so they carry no information; check how the {modality} features were extracted"
-            )
     return image, text, labels
-
-
-def constant_rows(x: Any) -> bool:
-    """True when every row of ``x`` (dense or sparse) equals the first one."""
-    if sp.issparse(x):
-        x = sp.csr_matrix(x)
-        if x.nnz == 0:
-            return True
-        diff = x - sp.csr_matrix(np.ones((x.shape[0], 1), dtype=np.float32)) @ x[0]
-        return bool(abs(diff).max() == 0)
-    x = np.asarray(x)
-    return bool(np.all(x == x[:1]))
 
 
 def _sq_dists(x: Any, anchors: torch.Tensor, anchor_sq: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
@@ -155,20 +132,22 @@ def learn_codes_kl(
     gains = torch.ones_like(h)
     const = float((p * p.log()).sum())
     best_cost, best_h = math.inf, h.clone()
-    for _ in range(iters):  # iterations, vectorised over all pairs
+    for it in range(iters + 1):  # iterations, each vectorised over all pairs
         sq = (h * h).sum(1)
         num = torch.addmm(sq[:, None] + sq[None, :], h, h.T, alpha=-2.0)  # ||h_i - h_j||^2
         num.clamp_min_(0.0).mul_(0.25).add_(1.0).reciprocal_()  # (1 + d_H)^-1
         num.fill_diagonal_(0.0)
-        z = num.sum()
-        # objective at the current h (before the step)
-        log_q = torch.log((num / z).clamp_min_(1e-30))
-        cost = const - float((p * log_q).sum()) + alpha * float(((h.abs() - 1.0) ** 2).sum())
-        del log_q
-        if cost < best_cost:
-            best_cost, best_h = cost, h.clone()
-        # gradient: (diag(rowsum L) - L) h with L = (P - Q) * num
-        lmat = (p - num / z).mul_(num)
+        z = float(num.sum())
+        if it % 10 == 0 or it == iters:  # objective (every 10 steps; it costs n^2 logs)
+            # sum P log Q = sum P log num - log z, since P sums to 1 (log of the zero diagonal: P ~ 0 there)
+            p_log_num = float((p * torch.log(num.clamp_min(1e-30))).sum())
+            cost = const - p_log_num + math.log(z) + alpha * float(((h.abs() - 1.0) ** 2).sum())
+            if cost < best_cost:
+                best_cost, best_h = cost, h.clone()
+        if it == iters:
+            break
+        # gradient: (diag(rowsum L) - L) h with L = (P - Q) * num = P * num - num^2 / z
+        lmat = torch.mul(p, num).addcmul_(num, num, value=-1.0 / z)
         grad = lmat.sum(1, keepdim=True) * h - lmat @ h
         del lmat, num
         grad += 2.0 * alpha * (h.abs() - 1.0) * torch.sign(h)
