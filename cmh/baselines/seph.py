@@ -41,9 +41,11 @@ seed, ``kmeans_iters`` iterations at most).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import warnings
+from collections.abc import Iterator
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -96,6 +98,19 @@ def _sq_dists(x: Any, anchors: torch.Tensor, anchor_sq: torch.Tensor, chunk: int
             cross = t @ anchors.T
         out.append((x_sq[:, None] + anchor_sq[None, :] - 2.0 * cross).clamp_min_(0.0))
     return torch.cat(out) if out else torch.zeros(0, anchors.shape[0])
+
+
+@contextlib.contextmanager
+def _threads_for(work: float) -> Iterator[None]:
+    """Run small problems (``work`` < 4e6 elements per op) on one torch thread: for tiny tensors the
+    thread pool's synchronisation costs far more than it saves, badly so on a busy machine."""
+    before = torch.get_num_threads()
+    if work < 4e6 and before > 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 # -- step 1-3: codes by KL minimisation ------------------------------------------------------------------
@@ -227,6 +242,11 @@ class _SePH(HashMethod):
         """Learn codes for a sample of ``train`` by KL minimisation, then per-view kernel logistic regression."""
         self.check_train(train)
         image, text, labels = check_supervised_pairs(self.name, train)
+        ns = min(labels.shape[0], self.cfg.sample_size)
+        with _threads_for(float(ns) * ns):
+            return self._fit(image, text, labels)
+
+    def _fit(self, image: np.ndarray, text: Any, labels: np.ndarray) -> _SePH:
         cfg = self.cfg
         if cfg.sample_size < 2 or cfg.anchors < 1:
             raise CMHError(f"{self.name}: sample_size must be >= 2 and anchors >= 1")
