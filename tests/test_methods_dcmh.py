@@ -14,6 +14,15 @@ from cmh.registry import create_method, get_method_class
 SMALL = {"txt_hidden": 512, "verbose": False}
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """One torch thread: the tests stay fast on a busy 1-2 core machine (no OpenMP spinning)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def test_registered_with_paper_defaults():
     cls = get_method_class("dcmh")
     assert cls is DCMH and cls.kind == "deep"

@@ -17,6 +17,15 @@ from cmh.registry import create_method, get_method_class
 SMALL = {"lab_hidden": 256, "txt_hidden": 256, "feature_dim": 128, "disc_hidden": (64, 32), "verbose": False}
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """One torch thread: the tests stay fast on a busy 1-2 core machine (no OpenMP spinning)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def local_map(qb: np.ndarray, db: np.ndarray, ql: np.ndarray, dl: np.ndarray) -> float:
     """Plain mAP@all (ties by database index) for test assertions only."""
     d = (qb.shape[1] - qb.astype(np.float32) @ db.T.astype(np.float32)) / 2

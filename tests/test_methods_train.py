@@ -14,6 +14,15 @@ from cmh.registry import create_method
 DCMH_SMALL = {"txt_hidden": 256, "verbose": False}
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """One torch thread: the tests stay fast on a busy 1-2 core machine (no OpenMP spinning)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _codes(m, data):
     q = data.part("query")
     return m.encode_image(q.image), m.encode_text(q.text)
