@@ -78,7 +78,7 @@ def test_large_dims_use_arpack_path(synthetic_small):
     train = synthetic_small.part("train")
     pad = rng.standard_normal((len(train), 10000)).astype(np.float32) * 0.01
     big = Pairs(np.hstack([train.image, pad]), train.text, train.labels)
-    m = create_method("cmssh", bits=6, seed=0, pairs=1000).fit(big)
+    m = create_method("cmssh", bits=8, seed=0, pairs=1000).fit(big)
     codes = m.encode_image(big.image)
     assert not np.any(np.all(codes == codes[:1], axis=0))
     assert np.all(m.alphas_ > 0)

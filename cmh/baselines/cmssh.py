@@ -13,7 +13,8 @@ Each bit is a pair of linear threshold functions ``xi_k(x) = sign(p_k . x + a_k)
    ``r = sum_i w_i s_i xi(x_i) eta(y_i)``. Relaxing the signs, ``sum_i w_i s_i (p . x_i)(q . y_i) = p^T C q``
    with the weighted cross-covariance ``C = sum_P w x y^T - sum_N w x y^T`` (features centred on the
    training means), so ``p, q`` are the top left/right singular vectors of ``C`` (dense SVD when
-   ``C`` is small, else ARPACK Lanczos through products ``X^T (w s (Y q))``, never forming a large ``C``).
+   ``C`` is small, else block subspace iteration through products ``X^T (w s (Y V))``, never forming a
+   large ``C``).
 3. Thresholds ``(a, b)`` minimise the weighted error ``(1 - r) / 2`` exactly over a grid of candidate
    thresholds (quantiles of the projected training values); ``r`` for every pair of candidates is one
    matrix product. Candidates are restricted to the 2.5%-97.5% quantile range, so no bit is constant on
@@ -49,7 +50,7 @@ class CMSSHConfig:
     pairs: int = 10000  # sampled cross-modal training pairs
     positive_fraction: float = 0.5  # share of positive pairs in the sample
     thresholds: int = 64  # candidate thresholds per modality in the exact grid search
-    svd_maxiter: int = 500  # ARPACK iteration budget for the top singular pair of C
+    svd_iters: int = 30  # block subspace iterations (at most) for the top singular pair of C
 
 
 def sample_pairs(
@@ -158,7 +159,7 @@ class CMSSH(HashMethod):
         v0 = rng.standard_normal(min(d_img, d_txt))
         for k in range(self.bits):  # boosting rounds (one per bit), each vectorised over pairs
             ws = w * s
-            p, q = self._top_singular_pair(x, y, ws, form_c, v0)
+            p, q = self._top_singular_pair(x, y, ws, form_c, v0, rng)
             v0 = q if d_txt <= d_img else p
             u, v = x @ p.astype(dtype), y @ q.astype(dtype)
             u, v = u.astype(np.float64), v.astype(np.float64)
@@ -187,29 +188,42 @@ class CMSSH(HashMethod):
         return self
 
     def _top_singular_pair(
-        self, x: np.ndarray, y: np.ndarray, ws: np.ndarray, form_c: bool, v0: np.ndarray | None
+        self, x: np.ndarray, y: np.ndarray, ws: np.ndarray, form_c: bool, v0: np.ndarray | None,
+        rng: np.random.Generator,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top left/right singular vectors (p, q) of C = X^T diag(ws) Y (d_img, d_txt).
 
-        Small C is formed and decomposed densely; otherwise ARPACK (Lanczos on C^T C through products
-        ``X^T (ws * (Y q))``) is started from ``v0`` (the previous bit's vector on the smaller side), which
-        keeps it deterministic and fast because consecutive boosting rounds change C only a little.
+        Small C is formed and decomposed densely; otherwise block subspace iteration through products
+        ``X^T (ws * (Y V))`` (never forming C), started from ``v0`` (the previous bit's vector on the smaller
+        side) plus 7 seeded random vectors, with a Rayleigh-Ritz step; deterministic given the seed.
         """
         if form_c:
             c = x.T @ (ws[:, None] * y)
             uu, _, vt = np.linalg.svd(c.astype(np.float64), full_matrices=False)
             return uu[:, 0], vt[0]
-        from scipy.sparse.linalg import LinearOperator, svds
-
-        wsf = ws.astype(x.dtype)
-        op = LinearOperator(
-            (x.shape[1], y.shape[1]),
-            matvec=lambda q: x.T @ (wsf * (y @ np.ravel(q).astype(x.dtype))),
-            rmatvec=lambda p: y.T @ (wsf * (x @ np.ravel(p).astype(x.dtype))),
-            dtype=np.float64,
-        )
-        uu, _, vt = svds(op, k=1, v0=v0, tol=1e-6, maxiter=self.cfg.svd_maxiter)
-        return np.asarray(uu[:, 0], dtype=np.float64), np.asarray(vt[0], dtype=np.float64)
+        # block subspace iteration (block of 8): each step reads X and Y once for all 8 vectors
+        # (a matrix-vector method is memory-bound here), then a Rayleigh-Ritz step on the block
+        wsf = ws.astype(x.dtype)[:, None]
+        small_is_text = y.shape[1] <= x.shape[1]
+        big, small = (x, y) if small_is_text else (y, x)
+        block = np.asarray(rng.standard_normal((small.shape[1], 8)), dtype=x.dtype)
+        if v0 is not None:
+            block[:, 0] = v0
+        v, _ = np.linalg.qr(block)
+        top = 0.0
+        for _ in range(self.cfg.svd_iters):  # subspace iterations
+            u, _ = np.linalg.qr(big.T @ (wsf * (small @ v)))  # (d_big, 8)
+            m = small.T @ (wsf * (big @ u))  # C_small_big @ u : (d_small, 8)
+            vv, sv, wt = np.linalg.svd(m.astype(np.float64), full_matrices=False)
+            v = vv.astype(x.dtype)
+            done = abs(sv[0] - top) <= 1e-4 * sv[0]
+            top = sv[0]
+            if done:
+                break
+        vec_small = vv[:, 0]
+        vec_big = u.astype(np.float64) @ wt[0]
+        vec_big /= max(np.linalg.norm(vec_big), 1e-300)
+        return (vec_big, vec_small) if small_is_text else (vec_small, vec_big)
 
     def encode_image(self, image: np.ndarray) -> np.ndarray:
         """Image features (n, d_img) -> ±1 int8 (n, bits): sign(x P + a)."""
