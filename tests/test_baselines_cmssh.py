@@ -72,7 +72,7 @@ def test_sparse_text_matches_dense(fitted, synthetic_small):
     np.testing.assert_array_equal(fitted.encode_text(sp.csr_matrix(q.text)), fitted.encode_text(q.text))
 
 
-def test_large_dims_use_arpack_path(synthetic_small):
+def test_large_dims_use_matrix_free_path(synthetic_small):
     # d_img * d_txt > 1e6 takes the matrix-free singular-vector path; codes must still be informative
     rng = np.random.default_rng(0)
     train = synthetic_small.part("train")
