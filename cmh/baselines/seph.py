@@ -21,9 +21,10 @@ Training (paper Sec. 3.1-3.2):
 4. Hash functions (Sec. 3.3): for each view and each bit a kernel logistic regression
    ``p(b_k = 1 | x) = sigmoid(w_k . phi(x))`` with RBF features ``phi(x)_a = exp(-||x - a||^2 / (2 sigma^2))``
    on 500 anchors -- random training points (``seph-rnd``) or k-means centres (``seph-km``) -- and
-   ``sigma^2`` = the mean squared distance from the sampled points to the anchors. Each bit minimises the
-   logistic loss plus ``C * w_k^T K_aa w_k`` (RKHS-norm penalty, ``C = 0.01``, the authors' value). All bits
-   are fitted jointly as one multi-output problem with torch L-BFGS (the objective is separable per bit).
+   ``sigma`` = the mean distance from the sampled points to the anchors (times ``kernel_scale``, 1 by
+   default). Each bit minimises the logistic loss plus ``C * w_k^T K_aa w_k`` (RKHS-norm penalty,
+   ``C = 0.01``, the authors' value). All bits are fitted at once by majorise-minimise Newton steps with
+   Boehning's shared curvature bound (:func:`fit_kernel_logistic`; the authors used L-BFGS per bit).
 
 Out-of-sample (Sec. 3.4): a query seen in one view gets ``b_k = sign(w_k . phi(x))``
 (:meth:`encode_image`, :meth:`encode_text`). An item seen in both views gets the paper's unified code
@@ -34,8 +35,9 @@ encodes the database per view (I→T searches text codes, T→I image codes), wh
 cross-modal protocol; :meth:`encode_pair` gives the paper's unified database codes for users who want them.
 
 Deviation/uncertainty notes: the paper states the optimiser only as gradient descent; we follow the
-authors' code (momentum + gains). The RBF bandwidth follows the KSH convention (mean squared distance to
-the anchors). The k-means anchors use scikit-learn's ``KMeans`` (one Lloyd run seeded from the method's
+authors' code (momentum + gains). On Wikipedia the T->I numbers the literature reports for SePH
+(~0.62-0.66) are reproduced only with unified database codes (per view we get ~0.37-0.45); see
+``docs/baselines_seph_cmssh.md``. The k-means anchors use scikit-learn's ``KMeans`` (one Lloyd run seeded from the method's
 seed, ``kmeans_iters`` iterations at most).
 """
 
