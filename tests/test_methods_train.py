@@ -135,3 +135,25 @@ def test_validation_early_stopping(synthetic_small, monkeypatch):
     assert [h["epoch"] for h in m.history] == [1, 2, 3]  # best at 1, then 2 epochs without gain
     assert m.best_epoch == 1 and all("val_map" in h for h in m.history)
     np.testing.assert_array_equal(m.encode_image(synthetic_small.part("query").image), seen[0])
+
+
+def test_bench_deep_smoke(tmp_path, monkeypatch):
+    """``cmh bench deep`` runs end to end at a tiny shape (scores faked: this checks the plumbing)."""
+    import json
+    import sys
+    import types
+
+    from cmh.cli import main
+
+    fake = types.ModuleType("cmh.metrics")
+    fake.evaluate = lambda q, d, ql, dl, **kw: {"map": float((q[:, 0] == 1).mean())}
+    monkeypatch.setitem(sys.modules, "cmh.metrics", fake)
+    out = tmp_path / "bench.json"
+    argv = ["bench", "deep", "--n", "300", "--n-query", "50", "--image-dim", "32", "--text-dim", "20",
+            "--classes", "4", "--bits", "16", "--ssah-epochs", "1", "--dcmh-epochs", "1", "--threads", "1",
+            "--ssah-set", "disc_hidden=16,8", "--ssah-set", "lab_hidden=64", "--ssah-set", "txt_hidden=64",
+            "--dcmh-set", "txt_hidden=64", "--json", str(out)]
+    assert main(argv) == 0
+    data = json.loads(out.read_text())
+    assert set(data["runs"]) == {"ssah", "dcmh"}
+    assert data["runs"]["ssah"]["s_per_epoch"] >= 0 and len(data["runs"]["dcmh"]["curve"]) == 1

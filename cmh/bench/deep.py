@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     }
     dcmh, ssah = runs["dcmh"], runs["ssah"]
     reach = _time_to_reach(ssah["curve"], dcmh["final_map"])
-    table = Table(title="deep methods at the MIRFLICKR shape (training time only)")
+    table = Table(title=f"deep methods, {args.n} x {args.image_dim}-d image / {args.text_dim}-d text (training time)")
     for col in ("method", "epochs", "s/epoch", "train s", "final mAP (I→T / T→I)", "target"):
         table.add_column(col, justify="right" if col not in ("method",) else "left")
     for r in (ssah, dcmh):
