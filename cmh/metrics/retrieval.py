@@ -104,11 +104,11 @@ def _parse_metrics(metrics: Iterable[str] | None) -> set[str]:
 def pack_bits(x: np.ndarray) -> np.ndarray:
     """Pack a (n, m) array of booleans (``x > 0``) into (n, ceil(m / 64)) uint64 words (bit j of word w = column 64w+j)."""
     n, m = x.shape
-    w = -(-m // 64)
-    padded = np.zeros((n, w * 64), dtype=np.uint8)
+    w = max(1, -(-m // 64))
+    padded = np.zeros((n, w * 64), dtype=bool)
     padded[:, :m] = x > 0
-    by = np.packbits(padded.reshape(n, w, 8, 8)[..., ::-1], axis=-1)  # little-endian bit order inside each byte
-    return np.ascontiguousarray(by.reshape(n, w, 8)).view("<u8").reshape(n, w)
+    by = np.packbits(padded, axis=1, bitorder="little")  # (n, 8w) bytes, bit j of byte i = column 8i+j
+    return by.view("<u8").reshape(n, w)
 
 
 def _popcount_and_xor(a: np.ndarray, b: np.ndarray, op: str) -> np.ndarray:
@@ -156,6 +156,15 @@ def _chunk_stats_np(qp: np.ndarray, dbp: np.ndarray, qlp: np.ndarray, dblp: np.n
         if "map" not in want and kmax < n:
             order = order[:, :kmax]
         rs = np.take_along_axis(rel, order, axis=1)
+        if "p_at_n" in want:
+            # hits within the first m items for every m of the grid: one segmented sum over the ranked relevance
+            ends = np.array([min(m, n) for m in pn])
+            starts = np.concatenate([[0], ends[:-1]])
+            seg = np.add.reduceat(rs.view(np.uint8), starts, axis=1, dtype=np.int64)
+            seg[:, starts == ends] = 0  # reduceat returns the start element for empty segments
+            out["p_at_n"] = torch.from_numpy(np.cumsum(seg, axis=1) / ends)
+            want = want - {"p_at_n"}
+            kmax = _kmax(want, topk, pn, ndcg_k)
         if "map" in want:
             # AP·R = Σ_j j / pos_j over the relevant items j = 1..R at 1-based positions pos_j of the stable order
             flat = np.flatnonzero(rs)
@@ -338,8 +347,6 @@ def evaluate(query_codes: Any, db_codes: Any, query_labels: Any, db_labels: Any,
     if dev.type == "cpu" and not _force_torch and bits < 256 and nclass < 256:
         qp, dbp = pack_bits(q.numpy()), pack_bits(db.numpy())
         qlp, dblp = pack_bits(ql.numpy()), pack_bits(dbl.numpy())
-        if nclass == 0:
-            qlp, dblp = np.zeros((nq, 1), np.uint64), np.zeros((n, 1), np.uint64)
         for s in range(0, nq, chunk):
             parts.append(_chunk_stats_np(qp[s:s + chunk], dbp, qlp[s:s + chunk], dblp, bits, nclass, want,
                                          topk, pn, ndcg_k, harm))
