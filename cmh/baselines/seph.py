@@ -96,8 +96,9 @@ def _sq_dists(x: Any, anchors: torch.Tensor, anchor_sq: torch.Tensor, chunk: int
             cross = torch.from_numpy(np.asarray(block @ anchors.numpy().T, dtype=np.float32))
         else:
             t = torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32))
-            x_sq = (t * t).sum(1)
-            cross = t @ anchors.T
+            x_sq = torch.linalg.vector_norm(t, dim=1).square_()  # no (rows, d) temporary
+            out.append(torch.addmm(x_sq[:, None] + anchor_sq[None, :], t, anchors.T, alpha=-2.0).clamp_min_(0.0))
+            continue
         out.append((x_sq[:, None] + anchor_sq[None, :] - 2.0 * cross).clamp_min_(0.0))
     return torch.cat(out) if out else torch.zeros(0, anchors.shape[0])
 
