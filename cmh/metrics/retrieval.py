@@ -159,10 +159,9 @@ def _chunk_stats_np(qp: np.ndarray, dbp: np.ndarray, qlp: np.ndarray, dblp: np.n
         if "p_at_n" in want:
             # hits within the first m items for every m of the grid: one segmented sum over the ranked relevance
             ends = np.array([min(m, n) for m in pn])
-            starts = np.concatenate([[0], ends[:-1]])
-            seg = np.add.reduceat(rs.view(np.uint8), starts, axis=1, dtype=np.int64)
-            seg[:, starts == ends] = 0  # reduceat returns the start element for empty segments
-            out["p_at_n"] = torch.from_numpy(np.cumsum(seg, axis=1) / ends)
+            uniq, back = np.unique(ends, return_inverse=True)
+            seg = np.add.reduceat(rs.view(np.uint8), np.concatenate([[0], uniq[:-1]]), axis=1, dtype=np.int64)
+            out["p_at_n"] = torch.from_numpy(np.cumsum(seg, axis=1)[:, back] / ends)
             want = want - {"p_at_n"}
             kmax = _kmax(want, topk, pn, ndcg_k)
         if "map" in want:
