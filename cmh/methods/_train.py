@@ -185,7 +185,7 @@ class DeepHashMethod(HashMethod):
     def __init__(self, bits: int, seed: int = 0, device: str | torch.device = "cpu", **config: Any) -> None:
         super().__init__(bits=bits, seed=seed, device=device, **config)
         cfg = self.cfg
-        if cfg.epochs < 1 or cfg.batch_size < 1:
+        if (cfg.epochs is not None and cfg.epochs < 1) or cfg.batch_size < 1:
             raise CMHError(f"{self.name}: epochs and batch_size must be >= 1 (got {cfg.epochs}, {cfg.batch_size})")
         if not 0.0 <= cfg.val_fraction < 0.5:
             raise CMHError(f"{self.name}: val_fraction must be in [0, 0.5), got {cfg.val_fraction}")
@@ -197,6 +197,7 @@ class DeepHashMethod(HashMethod):
         self.history: list[dict[str, Any]] = []
         self.epochs_done = 0
         self.best_epoch: int | None = None
+        self.total_epochs: int | None = None
         #: Optional ``callback(method, record)`` after every epoch (e.g. a benchmark measuring mAP per epoch);
         #: the networks are in training mode again when it returns.
         self.on_epoch_end: Callable[[DeepHashMethod, dict[str, Any]], None] | None = None
@@ -219,6 +220,10 @@ class DeepHashMethod(HashMethod):
 
     def _lr_factor(self, epoch: int) -> float:
         return 1.0
+
+    def _resolve_epochs(self, n_train: int) -> int:
+        """The number of epochs to train for ``n_train`` pairs (``cfg.epochs`` unless a method derives it)."""
+        return int(self.cfg.epochs)
 
     # -- data -------------------------------------------------------------------------------------
     def _fit_norm(self, image: torch.Tensor, text: torch.Tensor) -> None:
@@ -314,6 +319,7 @@ class DeepHashMethod(HashMethod):
         gen = torch.Generator().manual_seed(self.seed)
         self.buffers = {k: v.to(dev) for k, v in self._init_buffers(data, gen).items()}
         self.history, self.epochs_done = [], 0
+        self.total_epochs = self._resolve_epochs(data.n)
         best: dict[str, Any] = {"score": -math.inf, "epoch": -1, "nets": None, "bad": 0}
 
         path = self.checkpoint_path(fingerprint)
@@ -339,11 +345,11 @@ class DeepHashMethod(HashMethod):
             if best.get("nets") is not None:
                 best["nets"] = {k: {n_: t.to(dev) for n_, t in sd.items()} for k, sd in best["nets"].items()}
 
-        progress = _Progress(self, total=cfg.epochs) if cfg.verbose and sys.stderr.isatty() else None
+        progress = _Progress(self, total=self.total_epochs) if cfg.verbose and sys.stderr.isatty() else None
         try:
             if progress:
                 progress.start(self.epochs_done)
-            for epoch in range(self.epochs_done, cfg.epochs):
+            for epoch in range(self.epochs_done, self.total_epochs):
                 if best["bad"] >= cfg.patience and val_idx is not None:
                     break
                 factor = self._lr_factor(epoch)
