@@ -155,34 +155,47 @@ def _chunk_stats_np(qp: np.ndarray, dbp: np.ndarray, qlp: np.ndarray, dblp: np.n
         order = np.argsort(dist, axis=1, kind="stable")
         if "map" not in want and kmax < n:
             order = order[:, :kmax]
+        width = order.shape[1]
         rs = np.take_along_axis(rel, order, axis=1)
-        if "p_at_n" in want:
-            # hits within the first m items for every m of the grid: one segmented sum over the ranked relevance
-            ends = np.array([min(m, n) for m in pn])
-            uniq, back = np.unique(ends, return_inverse=True)
-            seg = np.add.reduceat(rs.view(np.uint8), np.concatenate([[0], uniq[:-1]]), axis=1, dtype=np.int64)
-            out["p_at_n"] = torch.from_numpy(np.cumsum(seg, axis=1)[:, back] / ends)
-            want = want - {"p_at_n"}
-            kmax = _kmax(want, topk, pn, ndcg_k)
+        # the relevant items in ranked order: the j-th one (j = 1..) of a row sits at 1-based position pos_j and
+        # contributes j / pos_j to AP·R; rows are concatenated, so prefix counts come from one searchsorted
+        flat = np.flatnonzero(rs)
+        row = flat // width
+        pos = flat - row * width + 1
+        cnt = np.bincount(row, minlength=b)
+        start = np.concatenate([[0], np.cumsum(cnt)[:-1]])
+        terms = (np.arange(1, flat.size + 1) - start[row]) / pos
+        rows = np.arange(b) * width
+
+        def upto(m: int) -> np.ndarray:
+            """Index into ``flat`` of the first relevant item beyond position m, per row."""
+            return np.searchsorted(flat, rows + m, side="left")
+
         if "map" in want:
-            # AP·R = Σ_j j / pos_j over the relevant items j = 1..R at 1-based positions pos_j of the stable order
-            flat = np.flatnonzero(rs)
-            row = flat // n
-            start = np.concatenate([[0], np.cumsum(n_rel)[:-1]])
-            terms = (np.arange(1, flat.size + 1) - start[row]) / (flat - row * n + 1.0)
             num = np.bincount(row, weights=terms, minlength=b)
             out["ap"] = torch.from_numpy(np.where(n_rel > 0, num / np.maximum(n_rel, 1), 0.0))
-        top = min(kmax, n)
-        rs_t = torch.from_numpy(np.ascontiguousarray(rs[:, :top]))
-        hits = rs_t.cumsum(1, dtype=torch.int32)
-        g = None
+        if "p_at_n" in want:
+            ends = np.array([min(m, n) for m in pn])
+            out["p_at_n"] = torch.from_numpy(np.stack([upto(m) - start for m in ends], 1) / ends)
+        if "map@k" in want:
+            for k in topk:
+                hi = upto(min(k, n))
+                num = _segment_sums(terms, start, hi)
+                rk = hi - start
+                out[f"ap@{k}"] = torch.from_numpy(np.where(rk > 0, num / np.maximum(rk, 1), 0.0))
         if need_grade:
             g = torch.from_numpy(np.take_along_axis(grade, order[:, : min(max(ndcg_k), n)], axis=1).astype(np.float64))
-            levels = nclass + 1
-            ghist = torch.from_numpy(_row_bincount(grade, levels)).double()
-            g = (g, ghist)
-        _topk_metrics(out, rs_t, hits, g, want, topk, pn, ndcg_k, n, torch.device("cpu"))
+            ghist = torch.from_numpy(_row_bincount(grade, nclass + 1)).double()
+            out.update(_ndcg(g, ghist, ndcg_k, n, torch.device("cpu")))
     return out
+
+
+def _segment_sums(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """``[values[lo[i]:hi[i]].sum() for i]`` for non-decreasing, non-overlapping segments (lo <= hi <= lo[i+1])."""
+    padded = np.append(values, 0.0)
+    bounds = np.stack([lo, hi], 1).ravel()
+    sums = np.add.reduceat(padded, bounds)[::2]
+    return np.where(lo == hi, 0.0, sums)
 
 
 def _kmax(want: set[str], topk: Sequence[int], pn: Sequence[int], ndcg_k: Sequence[int]) -> int:
