@@ -9,7 +9,7 @@ scaled linearly to all queries and the table says so. mAP of the evaluated queri
 
 Groups: ``order`` = map, map@k, p_at_n (need the full stable order); ``counts`` = map_tie_avg, pr_radius, p_r2
 (per-distance counts only); ``all`` = every metric including NDCG@k. Ratios are reference time / group time.
-Peak memory: ``ru_maxrss`` high-water mark of a fresh child process (spawned) running ``evaluate`` on all metrics,
+Peak memory: ``ru_maxrss`` high-water mark of a fresh ``python -c`` child process running ``evaluate`` on all metrics,
 minus its high-water mark just before the call (the data already in memory) — i.e. the extra resident memory the
 evaluation needed, including torch/numpy buffers that ``tracemalloc`` would not see.
 """
@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
 import platform
-import resource
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -71,30 +71,29 @@ def make_data(nq: int, n: int, classes: int, bits: int, seed: int) -> tuple[np.n
     return q, db, ql, dbl
 
 
-def _memory_child(nq: int, n: int, classes: int, bits: int, seed: int, device: str, budget: float,
-                  conn: Any) -> None:
-    from cmh.metrics import evaluate
-
-    data = make_data(nq, n, classes, bits, seed)
-    import torch  # noqa: F401  (loaded before the baseline reading)
-
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    evaluate(*data, device=device, memory_budget_mb=budget)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    conn.send(((after - before) / 1024, after / 1024))  # KiB -> MiB on Linux
-    conn.close()
+_MEMORY_SCRIPT = """
+import json, resource, sys
+from cmh.bench.eval import make_data
+from cmh.metrics import evaluate
+nq, n, classes, bits, seed, device, budget = json.loads(sys.argv[1])
+data = make_data(nq, n, classes, bits, seed)
+evaluate(data[0][:1], data[1][:10], data[2][:1], data[3][:10], device=device)  # imports, thread pools
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+evaluate(*data, device=device, memory_budget_mb=budget)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps([(after - before) / 1024, after / 1024]))
+"""
 
 
 def peak_memory_mib(nq: int, n: int, classes: int, bits: int, seed: int, device: str,
                     budget: float) -> tuple[float, float]:
-    """(extra MiB during evaluate, total process high-water MiB) measured in a spawned child."""
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe()
-    proc = ctx.Process(target=_memory_child, args=(nq, n, classes, bits, seed, device, budget, child))
-    proc.start()
-    out = parent.recv()
-    proc.join()
-    return out
+    """(extra MiB during evaluate, total process high-water MiB) from ``ru_maxrss`` (KiB on Linux) of a fresh
+    ``python -c`` child that imports only numpy/torch/cmh.metrics. A high-water mark: memory freed before the call
+    and reused by it is not counted, so "extra" is a lower bound when data generation peaked higher."""
+    cmd = [sys.executable, "-c", _MEMORY_SCRIPT, json.dumps([nq, n, classes, bits, seed, device, budget])]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    extra, total = json.loads(out.stdout.strip().splitlines()[-1])
+    return extra, total
 
 
 def _best(f: Any, repeat: int) -> tuple[float, Any]:
@@ -179,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
                   "NDCG@k. Reference = per-query loop computing mAP (distance, stable argsort, precision at hits)"
                   + ("; its time is scaled from the first queries where marked" if any(
                       r["ref_extrapolated"] for r in rows) else "")
-                  + ". extra MiB = ru_maxrss growth of a fresh child process during evaluate(all metrics). "
+                  + ". extra MiB = ru_maxrss growth of a fresh child process during evaluate(all metrics) (process total in the JSON). "
                   "Targets: order ≥10×, counts ≥30×, ≤2048 MiB.")
     if args.json:
         Path(args.json).write_text(json.dumps({
