@@ -9,9 +9,10 @@ scaled linearly to all queries and the table says so. mAP of the evaluated queri
 
 Groups: ``order`` = map, map@k, p_at_n (need the full stable order); ``counts`` = map_tie_avg, pr_radius, p_r2
 (per-distance counts only); ``all`` = every metric including NDCG@k. Ratios are reference time / group time.
-Peak memory: ``ru_maxrss`` high-water mark of a fresh ``python -c`` child process running ``evaluate`` on all metrics,
-minus its high-water mark just before the call (the data already in memory) — i.e. the extra resident memory the
-evaluation needed, including torch/numpy buffers that ``tracemalloc`` would not see.
+Peak memory: in a fresh ``python -c`` child, the peak resident set (``VmHWM``, reset through
+``/proc/self/clear_refs`` just before the call) minus the resident set before ``evaluate`` on all metrics (the data
+already in memory) — i.e. the extra resident memory the evaluation needed, including torch/numpy buffers that
+``tracemalloc`` would not see. Linux only (the column shows "—" elsewhere).
 """
 
 from __future__ import annotations
@@ -72,24 +73,34 @@ def make_data(nq: int, n: int, classes: int, bits: int, seed: int) -> tuple[np.n
 
 
 _MEMORY_SCRIPT = """
-import json, resource, sys
-from cmh.bench.eval import make_data
+import json, sys
+from cmh.bench.eval import make_data, _status_kib
 from cmh.metrics import evaluate
 nq, n, classes, bits, seed, device, budget = json.loads(sys.argv[1])
 data = make_data(nq, n, classes, bits, seed)
 evaluate(data[0][:1], data[1][:10], data[2][:1], data[3][:10], device=device)  # imports, thread pools
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # reset the peak-RSS counter (VmHWM) to the current RSS
+before = _status_kib("VmRSS")
 evaluate(*data, device=device, memory_budget_mb=budget)
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps([(after - before) / 1024, after / 1024]))
+print(json.dumps([(_status_kib("VmHWM") - before) / 1024, _status_kib("VmHWM") / 1024]))
 """
+
+
+def _status_kib(field: str) -> int:
+    """A ``/proc/self/status`` field in KiB (Linux)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
 
 
 def peak_memory_mib(nq: int, n: int, classes: int, bits: int, seed: int, device: str,
                     budget: float) -> tuple[float, float]:
-    """(extra MiB during evaluate, total process high-water MiB) from ``ru_maxrss`` (KiB on Linux) of a fresh
-    ``python -c`` child that imports only numpy/torch/cmh.metrics. A high-water mark: memory freed before the call
-    and reused by it is not counted, so "extra" is a lower bound when data generation peaked higher."""
+    """(peak extra MiB during evaluate, process peak MiB) of a fresh ``python -c`` child (Linux ``/proc``): the
+    peak-RSS counter is reset just before the call (``/proc/self/clear_refs``), so extra = VmHWM - VmRSS before.
+    (``ru_maxrss`` is not used: a child started from a big parent inherits the parent's high-water mark.)"""
     cmd = [sys.executable, "-c", _MEMORY_SCRIPT, json.dumps([nq, n, classes, bits, seed, device, budget])]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     extra, total = json.loads(out.stdout.strip().splitlines()[-1])
@@ -127,7 +138,7 @@ def bench_size(name: str, args: argparse.Namespace) -> dict[str, Any]:
             row["map_max_abs_diff"] = max(row.get("map_max_abs_diff", 0.0),
                                           float(np.max(np.abs(np.asarray(res["ap_per_query"][:n_ref]) - ref["ap"]))))
     row["map_identical"] = row["map_max_abs_diff"] < 1e-9
-    if not args.no_memory:
+    if not args.no_memory and Path("/proc/self/clear_refs").exists():
         row["extra_mib"], row["process_mib"] = peak_memory_mib(nq, n, classes, args.bits, args.seed, args.device,
                                                                args.memory_budget_mb)
     return row
@@ -178,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
                   "NDCG@k. Reference = per-query loop computing mAP (distance, stable argsort, precision at hits)"
                   + ("; its time is scaled from the first queries where marked" if any(
                       r["ref_extrapolated"] for r in rows) else "")
-                  + ". extra MiB = ru_maxrss growth of a fresh child process during evaluate(all metrics) (process total in the JSON). "
+                  + ". extra MiB = peak RSS growth (VmHWM) of a fresh child process during evaluate(all metrics); process peak in the JSON. "
                   "Targets: order ≥10×, counts ≥30×, ≤2048 MiB.")
     if args.json:
         Path(args.json).write_text(json.dumps({

@@ -102,21 +102,22 @@ def _parse_metrics(metrics: Iterable[str] | None) -> set[str]:
 
 
 def pack_bits(x: np.ndarray) -> np.ndarray:
-    """Pack a (n, m) array of booleans (``x > 0``) into (n, ceil(m / 64)) uint64 words (bit j of word w = column 64w+j)."""
+    """Pack a (n, m) array of booleans (``x > 0``) into (n, words) unsigned words, bit j of word w = column
+    ``w * width + j``; one uint8/16/32 word when m <= 8/16/32, else ceil(m / 64) uint64 words."""
     n, m = x.shape
-    w = max(1, -(-m // 64))
-    padded = np.zeros((n, w * 64), dtype=bool)
+    width = next((w for w in (8, 16, 32) if m <= w), 64)
+    words = max(1, -(-m // width))
+    padded = np.zeros((n, words * width), dtype=bool)
     padded[:, :m] = x > 0
-    by = np.packbits(padded, axis=1, bitorder="little")  # (n, 8w) bytes, bit j of byte i = column 8i+j
-    return by.view("<u8").reshape(n, w)
+    by = np.packbits(padded, axis=1, bitorder="little")  # bit j of byte i = column 8i + j
+    return by.view(f"<u{width // 8}").reshape(n, words)
 
 
 def _popcount_and_xor(a: np.ndarray, b: np.ndarray, op: str) -> np.ndarray:
-    """(qb, ndb) uint8/int16 popcount of ``a[i] op b[j]`` summed over words; op in {"xor", "and"}."""
+    """(qb, ndb) uint8 popcount of ``a[i] op b[j]`` summed over words; op in {"xor", "and"}."""
     f = np.bitwise_xor if op == "xor" else np.bitwise_and
-    out = np.bitwise_count(f(a[:, None, 0], b[None, :, 0]))
+    out = np.bitwise_count(f(a[:, None, 0], b[None, :, 0]))  # uint8; callers ensure totals < 256
     if a.shape[1] > 1:
-        out = out.astype(np.int16)
         for w in range(1, a.shape[1]):
             out += np.bitwise_count(f(a[:, None, w], b[None, :, w]))
     return out
