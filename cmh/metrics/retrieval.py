@@ -123,11 +123,17 @@ def _popcount_and_xor(a: np.ndarray, b: np.ndarray, op: str) -> np.ndarray:
     return out
 
 
-def _row_bincount(x: np.ndarray, levels: int) -> np.ndarray:
-    """Per-row histogram of small non-negative integers: (b, n) -> (b, levels) int64."""
+def _row_bincount(x: np.ndarray, levels: int, low: np.ndarray | None = None) -> np.ndarray:
+    """Per-row histogram of small non-negative integers: (b, n) -> (b, levels) int64.
+
+    With ``low`` (bool, same shape) the histogram is of ``2 * x + low`` over ``levels`` = 2 * (max x + 1) bins."""
     b = x.shape[0]
     dt = np.uint16 if b * levels < 2**16 else np.int64
-    key = x.astype(dt) + (np.arange(b, dtype=dt) * levels)[:, None]
+    key = x.astype(dt)
+    if low is not None:
+        key <<= 1
+        key |= low
+    key += (np.arange(b, dtype=dt) * levels)[:, None]
     return np.bincount(key.ravel(), minlength=b * levels).reshape(b, levels)
 
 
@@ -149,7 +155,7 @@ def _chunk_stats_np(qp: np.ndarray, dbp: np.ndarray, qlp: np.ndarray, dblp: np.n
     n_rel = rel.sum(1)
     out: dict[str, torch.Tensor] = {"n_rel": torch.from_numpy(n_rel.astype(np.float64))}
     if want & {"map_tie_avg", "pr_radius", "p_r2"}:
-        counts = torch.from_numpy(_row_bincount((dist.astype(np.uint16) << 1) | rel, 2 * k1)).view(b, k1, 2).double()
+        counts = torch.from_numpy(_row_bincount(dist, 2 * k1, rel)).view(b, k1, 2).double()
         _count_metrics(out, counts, want, harm)
     if want & _ORDER_METRICS:
         kmax = _kmax(want, topk, pn, ndcg_k)
@@ -161,11 +167,14 @@ def _chunk_stats_np(qp: np.ndarray, dbp: np.ndarray, qlp: np.ndarray, dblp: np.n
         # the relevant items in ranked order: the j-th one (j = 1..) of a row sits at 1-based position pos_j and
         # contributes j / pos_j to AP·R; rows are concatenated, so prefix counts come from one searchsorted
         flat = np.flatnonzero(rs)
-        row = flat // width
-        pos = flat - row * width + 1
-        cnt = np.bincount(row, minlength=b)
-        start = np.concatenate([[0], np.cumsum(cnt)[:-1]])
-        terms = (np.arange(1, flat.size + 1) - start[row]) / pos
+        cnt = n_rel if width == n else np.count_nonzero(rs, axis=1)
+        start = np.zeros(b, dtype=np.int64)
+        np.cumsum(cnt[:-1], out=start[1:])
+        # 1-based rank j inside the row over 1-based position: (index - row start + 1) / (flat - row offset + 1)
+        j = np.arange(1, flat.size + 1, dtype=np.float64)
+        j -= np.repeat(start.astype(np.float64), cnt)
+        pos = flat - np.repeat(np.arange(b, dtype=np.int64) * width - 1, cnt)
+        terms = np.append(j / pos, 0.0)  # padded: segment sums may end at flat.size
         rows = np.arange(b) * width
 
         def upto(m: int) -> np.ndarray:
@@ -173,7 +182,7 @@ def _chunk_stats_np(qp: np.ndarray, dbp: np.ndarray, qlp: np.ndarray, dblp: np.n
             return np.searchsorted(flat, rows + m, side="left")
 
         if "map" in want:
-            num = np.bincount(row, weights=terms, minlength=b)
+            num = _segment_sums(terms, start, start + cnt)
             out["ap"] = torch.from_numpy(np.where(n_rel > 0, num / np.maximum(n_rel, 1), 0.0))
         if "p_at_n" in want:
             ends = np.array([min(m, n) for m in pn])
@@ -191,9 +200,9 @@ def _chunk_stats_np(qp: np.ndarray, dbp: np.ndarray, qlp: np.ndarray, dblp: np.n
     return out
 
 
-def _segment_sums(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """``[values[lo[i]:hi[i]].sum() for i]`` for non-decreasing, non-overlapping segments (lo <= hi <= lo[i+1])."""
-    padded = np.append(values, 0.0)
+def _segment_sums(padded: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """``[padded[lo[i]:hi[i]].sum() for i]`` for non-decreasing, non-overlapping segments (lo <= hi <= lo[i+1]);
+    ``padded`` ends with one extra 0 so that ``hi`` may equal its last index."""
     bounds = np.stack([lo, hi], 1).ravel()
     sums = np.add.reduceat(padded, bounds)[::2]
     return np.where(lo == hi, 0.0, sums)
