@@ -49,7 +49,7 @@ def check_codes(codes: Any, name: str) -> torch.Tensor:
     t = _to_tensor(codes, name)
     if t.is_floating_point() and bool(torch.isnan(t).any()):
         raise MetricsError(f"{name} contains NaN; encode with cmh.base.sign_codes (sign(0) = +1) before evaluating")
-    if t.numel() and not bool(((t == 1) | (t == -1)).all()):
+    if t.numel() and bool((t.abs() != 1).any()):
         if bool(((t == 0) | (t == 1)).all()):
             raise MetricsError(f"{name} holds 0/1 codes; convert them to ±1 with codes * 2 - 1")
         raise MetricsError(f"{name} must hold only -1 and +1; binarise with cmh.base.sign_codes (sign(0) = +1)")
@@ -61,7 +61,8 @@ def check_labels(labels: Any, name: str) -> torch.Tensor:
     t = _to_tensor(labels, name)
     if t.is_floating_point() and bool(torch.isnan(t).any()):
         raise MetricsError(f"{name} contains NaN; labels must be 0/1 multi-hot")
-    if t.numel() and not bool(((t == 0) | (t == 1)).all()):
+    bad = (t > 1).any() if t.dtype in (torch.uint8, torch.bool) else ((t != 0) & (t != 1)).any()
+    if t.numel() and bool(bad):
         raise MetricsError(f"{name} must be 0/1 multi-hot (single-label data: use cmh.data.one_hot)")
     return t.to(torch.uint8)
 
