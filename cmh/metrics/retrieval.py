@@ -175,7 +175,9 @@ def _chunk_stats_np(qp: np.ndarray, dbp: np.ndarray, qlp: np.ndarray, dblp: np.n
         j = np.arange(1, flat.size + 1, dtype=np.float64)
         j -= np.repeat(start.astype(np.float64), cnt)
         pos = flat - np.repeat(np.arange(b, dtype=np.int64) * width - 1, cnt)
-        terms = np.append(j / pos, 0.0)  # padded: segment sums may end at flat.size
+        terms = np.empty(flat.size + 1)  # padded with a 0: segment sums may end at flat.size
+        np.divide(j, pos, out=terms[:-1])
+        terms[-1] = 0.0
         rows = np.arange(b) * width
 
         def upto(m: int) -> np.ndarray:
@@ -312,8 +314,11 @@ def _ndcg(g: torch.Tensor, ghist: torch.Tensor, ks: Sequence[int], n: int, dev: 
     disc = 1.0 / torch.log2(torch.arange(2, kmax + 2, device=dev, dtype=torch.float64))
     gains = torch.pow(2.0, g) - 1
     at_least = ghist.flip(1).cumsum(1).flip(1)[:, 1:]  # (b, c): items with grade >= v, v = 1..c
-    pos = torch.arange(kmax, device=dev, dtype=torch.float64)
-    ideal = (at_least.unsqueeze(2) > pos.view(1, 1, -1)).sum(1).double()  # (b, kmax)
+    # +1 on positions [0, at_least_v) for every grade v: a difference array and one cumsum
+    diff = torch.zeros(g.shape[0], kmax + 1, device=dev, dtype=torch.float64)
+    diff[:, 0] = at_least.shape[1]
+    diff.scatter_add_(1, at_least.clamp(max=kmax).long(), torch.full_like(at_least, -1.0))
+    ideal = diff.cumsum(1)[:, :kmax]  # (b, kmax)
     igains = torch.pow(2.0, ideal) - 1
     out = {}
     for k in ks:
