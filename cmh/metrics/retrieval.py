@@ -24,6 +24,8 @@ ALL_METRICS = ("map", "map@k", "map_tie_avg", "pr_radius", "p_at_n", "p_r2", "nd
 _ORDER_METRICS = {"map", "map@k", "p_at_n", "ndcg@k"}
 #: approximate bytes per (query, database item) pair held at once while a chunk is processed
 _BYTES_PER_PAIR = 64
+#: working-set cap (MB) of one query chunk on the CPU path (cache-friendly; memory_budget_mb stays the upper bound)
+_CPU_CHUNK_MB = 64
 
 
 class MetricsError(CMHError, ValueError):
@@ -373,6 +375,8 @@ def evaluate(query_codes: Any, db_codes: Any, query_labels: Any, db_labels: Any,
     nclass = ql.shape[1]
     parts: list[dict[str, torch.Tensor]] = []
     if dev.type == "cpu" and not _force_torch and bits < 256 and nclass < 256:
+        # smaller chunks keep the per-chunk arrays in cache: measured 2-3x faster than 512 MB chunks on CPU
+        chunk = min(chunk, max(1, int(min(memory_budget_mb, _CPU_CHUNK_MB) * 2**20 // (_BYTES_PER_PAIR * n))))
         qp, dbp = pack_bits(q.numpy()), pack_bits(db.numpy())
         qlp, dblp = pack_bits(ql.numpy()), pack_bits(dbl.numpy())
         for s in range(0, nq, chunk):
