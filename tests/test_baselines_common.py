@@ -12,19 +12,15 @@ import scipy.sparse as sp
 from cmh.baselines import _common
 from cmh.data import CrossModalDataset, Pairs
 from cmh.errors import CMHError
+from cmh.metrics import evaluate
 from cmh.registry import create_method, get_method_class
 
 METHODS = ["cvh", "scm-orth", "scm-seq", "cmfh", "stmh"]
 
 
 def local_map(qb: np.ndarray, db: np.ndarray, ql: np.ndarray, dl: np.ndarray) -> float:
-    """mAP@all under the protocol's order (Hamming distance, ties by database index); test-only reference."""
-    d = (qb.shape[1] - qb.astype(np.int32) @ db.astype(np.int32).T) // 2
-    rel = (ql.astype(np.int32) @ dl.astype(np.int32).T) > 0
-    order = np.argsort(d, axis=1, kind="stable")
-    r = np.take_along_axis(rel, order, axis=1)
-    prec = np.cumsum(r, axis=1) / np.arange(1, r.shape[1] + 1)
-    return float(((prec * r).sum(1) / np.maximum(r.sum(1), 1)).mean())
+    """mAP@all under the protocol (cmh.metrics)."""
+    return float(evaluate(qb, db, ql, dl, metrics=["map"], device="cpu")["map"])
 
 
 def fit_quiet(name: str, train: Pairs, bits: int, seed: int = 0, **cfg):
