@@ -73,10 +73,25 @@ def load_grid(path: str | Path) -> dict[str, Any]:
 def dataset_args(grid: dict[str, Any], name: str) -> dict[str, Any]:
     """``load_dataset`` keyword arguments for dataset ``name`` of the grid, with $CMH_DATA expanded."""
     spec = dict((grid.get("datasets") or {}).get(name) or {})
+    spec.pop("prepare", None)
     if "data" in spec:
         env = {**os.environ, "CMH_DATA": default_data_root()}
         spec["path"] = os.path.expandvars(spec.pop("data").replace("$CMH_DATA", env["CMH_DATA"]))
     return spec
+
+
+def load_grid_dataset(grid: dict[str, Any], name: str) -> Any:
+    """Load dataset ``name`` of the grid; a missing file names the grid's ``prepare`` command when it has one."""
+    from cmh.data.catalog import load_dataset
+    from cmh.errors import DataError
+
+    try:
+        return load_dataset(name, **dataset_args(grid, name))
+    except DataError as exc:
+        prepare = ((grid.get("datasets") or {}).get(name) or {}).get("prepare")
+        if prepare:
+            raise DataError(f"{exc}; build it first with `{prepare}` (or leave it out: --datasets ...)") from None
+        raise
 
 
 def plan(grid: dict[str, Any], methods: list[str] | None = None, datasets: list[str] | None = None) -> Iterator[PlannedRun]:

@@ -83,10 +83,9 @@ def _apply_overrides(grid: dict[str, Any], args: argparse.Namespace) -> dict[str
 def run_grid(grid: dict[str, Any], args: argparse.Namespace, console: Console,
              datasets: list[str] | None = None) -> tuple[str, list[Path]]:
     """Run every missing run of ``grid`` (restricted to ``datasets``); returns (results folder, written paths)."""
-    from cmh.data.catalog import load_dataset
     from cmh.results import record_path, write_record
     from cmh.runner import run_once
-    from cmh.sweep import dataset_args, plan
+    from cmh.sweep import load_grid_dataset, plan
 
     out = args.out or grid.get("out", "results")
     runs = list(plan(grid, _names(args.methods), datasets or _names(args.datasets)))
@@ -94,7 +93,7 @@ def run_grid(grid: dict[str, Any], args: argparse.Namespace, console: Console,
     todo = []
     for run in runs:
         if run.dataset not in loaded:
-            loaded[run.dataset] = load_dataset(run.dataset, **dataset_args(grid, run.dataset))
+            loaded[run.dataset] = load_grid_dataset(grid, run.dataset)
         path = record_path(out, loaded[run.dataset].name, run.method, run.bits, run.seed)
         if args.overwrite or not path.exists():
             todo.append(run)

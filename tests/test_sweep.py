@@ -1,0 +1,60 @@
+"""`cmh sweep GRID`: runs only what is missing, honours overrides, and fails clearly on a bad grid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cmh.cli import main
+from cmh.results import load_records
+from cmh.sweep import load_grid, plan
+
+
+def write_grid(tmp_path: Path, **extra) -> Path:
+    grid = {"out": str(tmp_path / "res"), "datasets": {"synthetic": {"n": 1200, "n_query": 100, "n_train": 600}},
+            "runs": [{"methods": ["cvh"], "datasets": ["synthetic"], "bits": [16, 32], "seeds": [0]}], **extra}
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(grid))
+    return path
+
+
+def test_committed_grids_plan_every_method_and_dataset() -> None:
+    grid = load_grid("leaderboard")
+    runs = list(plan(grid))
+    assert {r.dataset for r in runs} == {"synthetic", "wikipedia", "coco_mini"}
+    assert {"ssah", "dcmh", "cvh", "seph-km"} <= {r.method for r in runs}
+    assert len(runs) == len({(r.dataset, r.method, r.bits, r.seed) for r in runs})  # no run twice
+    from cmh.registry import list_methods
+
+    assert {r.method for r in runs} <= set(list_methods())
+
+
+def test_sweep_runs_missing_records_only(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    grid = write_grid(tmp_path)
+    assert main(["sweep", str(grid), "--dry-run"]) == 0
+    assert "2 to do" in capsys.readouterr().out
+    assert not (tmp_path / "res").exists()
+    assert main(["sweep", str(grid)]) == 0
+    records, skipped = load_records(tmp_path / "res")
+    assert not skipped and sorted(r["bits"] for r in records) == [16, 32]
+    assert main(["sweep", str(grid), "--bits", "16,64"]) == 0
+    out = capsys.readouterr().out
+    assert "1 to do, 1 recorded already" in out
+    assert sorted(r["bits"] for r in load_records(tmp_path / "res")[0]) == [16, 32, 64]
+
+
+def test_sweep_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("runs: [unclosed")
+    assert main(["sweep", str(bad)]) == 2
+    assert "not valid YAML" in capsys.readouterr().err
+    grid = write_grid(tmp_path, datasets={"mine": {"data": str(tmp_path / "nope"), "prepare": "make-it.sh"}})
+    text = yaml.safe_load(grid.read_text())
+    text["runs"][0]["datasets"] = ["mine"]
+    grid.write_text(yaml.safe_dump(text))
+    assert main(["sweep", str(grid)]) == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "make-it.sh" in err and err.count("\n") == 1
+    assert main(["sweep", "no-such-grid"]) == 2
