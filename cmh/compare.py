@@ -62,7 +62,8 @@ class DatasetVersion:
 
     def label(self) -> str:
         sizes = ", ".join(f"{k} {v:,}" for k, v in self.sizes)
-        return (f"protocol {self.protocol}, split seed {self.split_seed}, content {self.content_hash[:12]}"
+        split = "fixed split" if self.split_seed is None else f"split seed {self.split_seed}"
+        return (f"protocol {self.protocol}, {split}, content {self.content_hash[:12]}"
                 + (f" ({sizes})" if sizes else ""))
 
 
