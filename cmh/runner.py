@@ -9,6 +9,7 @@ from __future__ import annotations
 import resource
 import sys
 import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -71,14 +72,19 @@ def run_once(
     method.check_train(train)
 
     torch.manual_seed(seed)
-    t0 = time.perf_counter()
-    method.fit(train)
-    t_fit = time.perf_counter() - t0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        t0 = time.perf_counter()
+        method.fit(train)
+        t_fit = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    query = encode_part(method, dataset, "query")
-    database = encode_part(method, dataset, "database")
-    t_encode = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        query = encode_part(method, dataset, "query")
+        database = encode_part(method, dataset, "database")
+        t_encode = time.perf_counter() - t0
+    method_warnings = list(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
+    for w in caught:  # still shown to the user, once each
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
     qlab, dblab = dataset.part("query").labels, dataset.part("database").labels
     opts = {"device": str(dev), "return_per_query": True, **(eval_options or {})}
@@ -109,6 +115,7 @@ def run_once(
         },
         "tasks": tasks,
         "timings": {"fit_s": round(t_fit, 3), "encode_s": round(t_encode, 3), "evaluate_s": round(t_eval, 3)},
+        "warnings": method_warnings,
         "peak_rss_mb": peak_rss_mb(),
         "device": str(dev),
         "versions": environment(),

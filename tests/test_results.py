@@ -48,3 +48,18 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path):
         atomic_write_text(target, 123)  # type: ignore[arg-type]
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_run_records_method_warnings(synthetic_small) -> None:
+    """A method's warnings (e.g. STMH's constant bits) are kept in the record, once each, and still shown."""
+    import warnings
+
+    from cmh.runner import run_once
+
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        record = run_once("stmh", synthetic_small, 24, seed=0)
+    assert any("UninformativeBitsWarning" in w and "informative" in w for w in record["warnings"])
+    assert len(record["warnings"]) == len(set(record["warnings"]))
+    assert any("informative" in str(w.message) for w in shown)
+    assert run_once("cvh", synthetic_small, 16, seed=0)["warnings"] == []
