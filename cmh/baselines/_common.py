@@ -46,6 +46,7 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
+from cmh.base import sign_codes
 from cmh.errors import CMHError
 
 __all__ = [
@@ -222,6 +223,32 @@ def centred_project(x: Any, w: np.ndarray, mean: np.ndarray) -> np.ndarray:
             x = x.astype(np.float32)
         xw = x @ np.asarray(w, dtype=x.dtype)
     return np.asarray(xw, dtype=np.float64) - (np.asarray(mean, dtype=np.float64) @ w)[None, :]
+
+
+class LinearHashCodes:
+    """Mixin for methods whose codes are ``sign((X − 1μᵀ) W)`` per view (CVH, SCM, CMFH).
+
+    ``fit`` sets ``w_image`` (d_img, K), ``w_text`` (d_txt, K), ``mean_image``, ``mean_text`` and ``dims``;
+    list it before :class:`~cmh.base.HashMethod` in the bases.
+    """
+
+    w_image: np.ndarray
+    w_text: np.ndarray
+    mean_image: np.ndarray
+    mean_text: np.ndarray
+    dims: tuple[int, int]
+
+    def encode_image(self, image: Any) -> np.ndarray:
+        """±1 codes (n, K) of image features (n, d_img)."""
+        self.check_fitted()  # type: ignore[attr-defined]
+        self.check_dim(image, self.dims[0], "image")  # type: ignore[attr-defined]
+        return sign_codes(centred_project(image, self.w_image, self.mean_image))
+
+    def encode_text(self, text: Any) -> np.ndarray:
+        """±1 codes (n, K) of text features (n, d_txt), dense or CSR."""
+        self.check_fitted()  # type: ignore[attr-defined]
+        self.check_dim(text, self.dims[1], "text")  # type: ignore[attr-defined]
+        return sign_codes(centred_project(text, self.w_text, self.mean_text))
 
 
 def ridge(c: np.ndarray, reg: float) -> np.ndarray:

@@ -48,6 +48,7 @@ import scipy.linalg
 from cmh.base import HashMethod, sign_codes
 from cmh.baselines._common import (
     Centred,
+    LinearHashCodes,
     UninformativeBitsWarning,
     centred_project,
     check_features,
@@ -63,7 +64,7 @@ PAPER = (
 
 
 @register_method("cmfh")
-class CMFH(HashMethod):
+class CMFH(LinearHashCodes, HashMethod):
     """Collective Matrix Factorization Hashing (Ding, Guo, Zhou, CVPR 2014); see the module docstring."""
 
     kind: ClassVar[str] = "shallow"
@@ -132,7 +133,7 @@ class CMFH(HashMethod):
             if self.cfg.record_objective:
                 self.objective_.append(self._objective(views, grams, u, p, vmat))
         xv = [v.t_dot(vmat) for v in views]
-        self.p_image, self.p_text = (scipy.linalg.cho_solve((c, False), a, check_finite=False) for c, a in zip(chol, xv, strict=True))
+        self.w_image, self.w_text = (scipy.linalg.cho_solve((c, False), a, check_finite=False) for c, a in zip(chol, xv, strict=True))
         self.u_image, self.u_text = (a @ np.linalg.inv(vmat.T @ vmat + (gamma / w) * eye)
                                      for a, w in zip(xv, weights, strict=True))
         self.mean_image, self.mean_text = views[0].mean, views[1].mean
@@ -140,16 +141,6 @@ class CMFH(HashMethod):
         self.train_codes_ = sign_codes(vmat)
         self.fitted = True
         return self
-
-    def encode_image(self, image: np.ndarray) -> np.ndarray:
-        self.check_fitted()
-        self.check_dim(image, self.dims[0], "image")
-        return sign_codes(centred_project(image, self.p_image, self.mean_image))
-
-    def encode_text(self, text: Any) -> np.ndarray:
-        self.check_fitted()
-        self.check_dim(text, self.dims[1], "text")
-        return sign_codes(centred_project(text, self.p_text, self.mean_text))
 
     def encode_pair(self, image: np.ndarray, text: Any) -> np.ndarray:
         """Unified codes (n, K) of items seen in both views: ``sign(v)`` with ``v`` minimising the CMFH
@@ -163,7 +154,7 @@ class CMFH(HashMethod):
         rhs = (
             lam * centred_project(image, self.u_image, self.mean_image)
             + (1 - lam) * centred_project(text, self.u_text, self.mean_text)
-            + mu * (centred_project(image, self.p_image, self.mean_image)
-                    + centred_project(text, self.p_text, self.mean_text))
+            + mu * (centred_project(image, self.w_image, self.mean_image)
+                    + centred_project(text, self.w_text, self.mean_text))
         )
         return sign_codes(np.linalg.solve(lhs, rhs.T).T)

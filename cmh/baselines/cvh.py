@@ -40,10 +40,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from cmh.base import HashMethod, sign_codes
+from cmh.base import HashMethod
 from cmh.baselines._common import (
     Centred,
-    centred_project,
+    LinearHashCodes,
     check_features,
     count_informative,
     extend_projections,
@@ -79,7 +79,7 @@ def cca(
 
 
 @register_method("cvh")
-class CVH(HashMethod):
+class CVH(LinearHashCodes, HashMethod):
     """Cross-View Hashing (Kumar & Udupa, IJCAI 2011), unsupervised; see the module docstring."""
 
     kind: ClassVar[str] = "shallow"
@@ -111,13 +111,3 @@ class CVH(HashMethod):
         self.dims = (x.shape[1], y.shape[1])
         self.fitted = True
         return self
-
-    def encode_image(self, image: np.ndarray) -> np.ndarray:
-        self.check_fitted()
-        self.check_dim(image, self.dims[0], "image")
-        return sign_codes(centred_project(image, self.w_image, self.mean_image))
-
-    def encode_text(self, text: Any) -> np.ndarray:
-        self.check_fitted()
-        self.check_dim(text, self.dims[1], "text")
-        return sign_codes(centred_project(text, self.w_text, self.mean_text))

@@ -53,8 +53,8 @@ import scipy.sparse.linalg
 from cmh.base import HashMethod, sign_codes
 from cmh.baselines._common import (
     Centred,
+    LinearHashCodes,
     UninformativeBitsWarning,
-    centred_project,
     check_features,
     check_labels,
     count_informative,
@@ -145,7 +145,7 @@ class _ResidualTop1:
         self.b.append(b)
 
 
-class _SCM(HashMethod):
+class _SCM(LinearHashCodes, HashMethod):
     kind: ClassVar[str] = "shallow"
     supervised: ClassVar[bool] = True
     inputs: ClassVar[tuple[str, ...]] = ("image", "text", "labels")
@@ -170,16 +170,6 @@ class _SCM(HashMethod):
         self.mean_image, self.mean_text = cx.mean, cy.mean
         self.dims = (cx.shape[1], cy.shape[1])
         return cx, cy, rx, ry, m, labels
-
-    def encode_image(self, image: np.ndarray) -> np.ndarray:
-        self.check_fitted()
-        self.check_dim(image, self.dims[0], "image")
-        return sign_codes(centred_project(image, self.w_image, self.mean_image))
-
-    def encode_text(self, text: Any) -> np.ndarray:
-        self.check_fitted()
-        self.check_dim(text, self.dims[1], "text")
-        return sign_codes(centred_project(text, self.w_text, self.mean_text))
 
 
 @register_method("scm-orth")
