@@ -178,3 +178,19 @@ def test_properties(nq, n, bits, classes, seed):
     assert r["p_at_n"]["precision"][-1] == pytest.approx(share)
     for key in ("map", "map_tie_avg", "p_r2", f"ndcg@{n}"):
         assert 0.0 <= r[key] <= 1.0 + 1e-12
+
+
+def test_threads_and_bincount_pieces_do_not_change_results(monkeypatch):
+    import cmh.metrics.retrieval as retrieval
+
+    q, db, ql, dbl = make(23, 900, 64, 12, seed=7, flip=0.2)
+    kw = dict(topk=(5, 300), pn_grid=[1, 10, 900], ndcg_k=(7, 900), return_per_query=True, memory_budget_mb=0.05)
+    one = evaluate(q, db, ql, dbl, num_threads=1, **kw)
+    monkeypatch.setattr(retrieval, "_BINCOUNT_PIECE", 97)  # several torch.bincount pieces per row
+    two = evaluate(q, db, ql, dbl, num_threads=2, **kw)
+    assert one == two
+    ref = reference_metrics(q, db, ql, dbl, topk=(5, 300), pn=[1, 10, 900], ndcg_k=(7, 900))
+    np.testing.assert_allclose(two["ap_tie_avg_per_query"], ref["ap_tie"], atol=1e-9)
+    np.testing.assert_allclose(two["ap_per_query"], ref["ap"], atol=1e-9)
+    with pytest.raises(CMHError, match="num_threads"):
+        evaluate(q, db, ql, dbl, num_threads=0)

@@ -7,11 +7,17 @@ Metrics computed from per-distance counts only (no ordering needed): ``map_tie_a
 "Computing information retrieval performance measures efficiently in the presence of tied scores", ECIR 2008),
 ``pr_radius`` and ``p_r2``. Metrics needing the full stable order (``map``, ``map@k``, ``p_at_n``, ``ndcg@k``)
 use one stable radix sort of the uint8 distances per query (numpy on CPU, ``torch.sort(stable=True)`` elsewhere).
-Queries are processed in chunks sized to ``memory_budget_mb``.
+
+CPU path (numpy only; torch's OpenMP kernels are avoided because they stall when the cores are busy): codes and
+labels are bit-packed, distances are popcounts of XOR; query chunks (cache-sized) run on ``num_threads`` threads
+(numpy releases the GIL in the heavy calls). Counts: one histogram of ``2·d + rel`` per query. Order: after the
+argsort, per query the relevance in ranked order and the 1-based positions ``p_j`` of its relevant items; the
+j-th adds ``j / p_j`` to AP·R, and ``searchsorted`` on ``p`` gives the hits within the first m positions.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -166,9 +172,11 @@ def _chunk_stats_np(qp: np.ndarray, dbp: np.ndarray, qlp: np.ndarray, dblp: np.n
     """CPU fast path of :func:`_chunk_stats` on bit-packed codes and labels (popcount of XOR / AND), numpy only.
 
     Count metrics: one histogram of ``2·d + rel`` per query. Order metrics: one stable radix ``argsort`` of the
-    uint8 distances per chunk, then per query the relevance in ranked order and the 0-based positions ``z_j`` of the
-    relevant items: the j-th relevant item adds ``j / (z_j + 1)`` to AP·R, and ``searchsorted`` on ``z`` gives the
-    hits within the first m positions (P@n, AP@k)."""
+    uint8 distances per chunk, then per query the relevance in ranked order (one ``take``) and the 1-based positions
+    ``p_j`` of the relevant items (one ``nonzero``): the j-th relevant item adds ``j / p_j`` to AP·R, and
+    ``searchsorted`` on ``p`` gives the hits within the first m positions (P@n, AP@k). Returns numpy arrays with one
+    row per query: ``n_rel``, ``counts`` (b, K+1, 2) [non-relevant, relevant], ``ap``, ``ap@k``, ``p_at_n``,
+    ``ndcg@k`` (those asked for)."""
     b, n = qp.shape[0], dbp.shape[0]
     k1 = bits + 1
     dist = _popcount_and_xor(qp, dbp, "xor")
@@ -193,7 +201,7 @@ def _chunk_stats_np(qp: np.ndarray, dbp: np.ndarray, qlp: np.ndarray, dblp: np.n
         kmax = _kmax(want, topk, pn, ndcg_k)
         order = np.argsort(dist, axis=1, kind="stable")
         width = n if "map" in want else min(kmax, n)
-        jj = np.arange(1, width + 1, dtype=np.float64)  # 1-based rank j of the j-th relevant item
+        jj = _ranks(width)  # 1-based rank j of the j-th relevant item
         ks = [min(k, n) for k in topk] if "map@k" in want else []
         ends = [min(m, n) for m in pn] if "p_at_n" in want else []
         probe = np.array([*ks, *ends], dtype=np.int64)
@@ -201,7 +209,7 @@ def _chunk_stats_np(qp: np.ndarray, dbp: np.ndarray, qlp: np.ndarray, dblp: np.n
         ap_num = np.zeros(b)
         hits = np.zeros((b, probe.size), dtype=np.int64)  # relevant items within the first m positions
         num_k = np.zeros((b, nk))  # Σ j / p_j over the relevant items within the first k positions
-        csum = np.zeros(width + 1)
+        csum = np.zeros(min(max(ks, default=0), width) + 1)
         rsb = np.zeros(width + 1, dtype=bool)  # rsb[0] stays False: nonzero() gives 1-based positions
         if "n_rel" not in out:  # width == n: the relevant items of a row are exactly those found below
             out["n_rel"] = np.zeros(b, dtype=np.int64)
@@ -232,6 +240,14 @@ def _chunk_stats_np(qp: np.ndarray, dbp: np.ndarray, qlp: np.ndarray, dblp: np.n
             g = np.take_along_axis(grade, order[:, : min(max(ndcg_k), n)], axis=1).astype(np.float64)
             out.update(_ndcg(g, _row_bincount(grade, nclass + 1), ndcg_k, n))
     return out
+
+
+@functools.lru_cache(maxsize=4)
+def _ranks(n: int) -> np.ndarray:
+    """Read-only float64 ``1..n`` (shared by all chunks and threads)."""
+    r = np.arange(1, n + 1, dtype=np.float64)
+    r.flags.writeable = False
+    return r
 
 
 def _kmax(want: set[str], topk: Sequence[int], pn: Sequence[int], ndcg_k: Sequence[int]) -> int:
