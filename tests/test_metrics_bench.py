@@ -30,3 +30,10 @@ def test_bench_eval_tiny(tmp_path):
 def test_bench_eval_rejects_unknown_size(tmp_path):
     with pytest.raises(CMHError, match="unknown size"):
         bench_eval.run(_args(tmp_path, sizes="nuswide"))
+
+
+def test_bench_eval_threads_option(tmp_path):
+    assert bench_eval.run(_args(tmp_path, threads=1)) == 0
+    assert json.loads((tmp_path / "b.json").read_text())["args"]["threads"] == 1
+    with pytest.raises(CMHError, match="--threads"):
+        bench_eval.run(_args(tmp_path, threads=0))

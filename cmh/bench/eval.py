@@ -6,6 +6,8 @@ same process, one after the other, so machine load affects them alike (still: on
 noisy; repeat and read the ratios). The reference (``cmh.metrics.reference``: one query at a time, float distances,
 stable ``argsort``, precision at the hits) may run on the first ``--ref-queries`` queries only; its time is then
 scaled linearly to all queries and the table says so. mAP of the evaluated queries must agree to 1e-9.
+``evaluate`` runs with ``--threads`` threads on CPU (default ``torch.get_num_threads()``); the reference loop is
+single-threaded NumPy (its small BLAS calls may use more threads).
 
 Groups: ``order`` = map, map@k, p_at_n (need the full stable order); ``counts`` = map_tie_avg, pr_radius, p_r2
 (per-distance counts only); ``all`` = every metric including NDCG@k. Ratios are reference time / group time.
@@ -55,6 +57,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ref-queries", default="300",
                    help="queries the reference loop runs on ('all' or a number; time scaled to all queries)")
     p.add_argument("--memory-budget-mb", type=float, default=512)
+    p.add_argument("--threads", type=int, default=None,
+                   help="evaluate()'s num_threads (default: torch.get_num_threads()); 1 = single-threaded")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocess")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, metavar="FILE", help="also write the numbers as JSON")
@@ -133,6 +137,7 @@ def bench_size(name: str, args: argparse.Namespace) -> dict[str, Any]:
         for group, metrics in GROUPS.items():
             t, results[group] = _best(lambda m=metrics: evaluate(q, db, ql, dbl, metrics=m, device=args.device,
                                                                  memory_budget_mb=args.memory_budget_mb,
+                                                                 num_threads=args.threads,
                                                                  return_per_query=True), 1)
             times[group] = min(times.get(group, float("inf")), t)
     t_ref_all = times["ref"] * nq / n_ref
@@ -163,12 +168,15 @@ def run(args: argparse.Namespace) -> int:
     bad = [s for s in names if s not in SIZES]
     if bad:
         raise CMHError(f"unknown size(s) {', '.join(bad)}; choose from {', '.join(SIZES)}")
+    if args.threads is not None and args.threads < 1:
+        raise CMHError(f"--threads must be >= 1, not {args.threads}")
     if args.ref_queries != "all" and not args.ref_queries.isdigit():
         raise CMHError(f"--ref-queries must be 'all' or a positive number, not {args.ref_queries!r}")
     console = Console()
     import torch
 
-    console.print(f"CPU cores: {os.cpu_count()}, torch threads: {torch.get_num_threads()}, device: {args.device}; "
+    threads = torch.get_num_threads() if args.threads is None else args.threads
+    console.print(f"CPU cores: {os.cpu_count()}, evaluate threads: {threads}, device: {args.device}; "
                   f"{args.bits} bits, random codes/labels (seed {args.seed})")
     rows = []
     for name in names:
