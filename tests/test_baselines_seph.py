@@ -9,21 +9,10 @@ import torch
 from cmh.baselines.seph import fit_kernel_logistic, learn_codes_kl, semantic_probabilities
 from cmh.data import CrossModalDataset, Pairs, fixed_split, one_hot
 from cmh.errors import CMHError
+from cmh.metrics.reference import reference_map as _map
 from cmh.registry import create_method
 
 SMALL = {"sample_size": 300, "anchors": 100, "kl_iters": 60, "klr_iters": 60, "kmeans_iters": 20}
-
-
-def _map(qc: np.ndarray, dc: np.ndarray, ql: np.ndarray, dl: np.ndarray) -> float:
-    """Plain mAP@all under the protocol's order (distance, then database index); test-local reference."""
-    k = qc.shape[1]
-    d = (k - qc.astype(np.int64) @ dc.astype(np.int64).T) // 2
-    rel = (ql.astype(np.int64) @ dl.astype(np.int64).T) > 0
-    order = np.argsort(d * dc.shape[0] + np.arange(dc.shape[0])[None], axis=1, kind="stable")
-    r = np.take_along_axis(rel, order, 1)
-    prec = np.cumsum(r, 1) / np.arange(1, r.shape[1] + 1)
-    n_rel = r.sum(1)
-    return float(np.where(n_rel > 0, (r * prec).sum(1) / np.maximum(n_rel, 1), 0.0).mean())
 
 
 @pytest.fixture(scope="module")
