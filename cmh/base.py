@@ -109,6 +109,11 @@ class HashMethod(ABC):
             if modality in self.inputs and getattr(train, modality, None) is None:
                 raise CMHError(f"{self.name} needs {modality} features; the training data has none")
 
+    def image_input(self, pairs: Any) -> Any:
+        """What ``fit``/``encode_image`` take from a part of a dataset: its image features (n, d_img).
+        Methods that read the images themselves (deep methods with ``image_backbone``) return the paths."""
+        return pairs.image
+
     def check_dim(self, x: Any, expected: int, modality: str) -> None:
         """Fail clearly when encode() gets features of another width than fit() saw."""
         if x.ndim != 2 or x.shape[1] != expected:

@@ -37,7 +37,7 @@ def encode_part(method: HashMethod, dataset: CrossModalDataset, part: str) -> di
     pairs = dataset.part(part)
     who = f"{method.name}.encode"
     return {
-        "image": check_codes(method.encode_image(pairs.image), len(pairs), method.bits, who + "_image"),
+        "image": check_codes(method.encode_image(method.image_input(pairs)), len(pairs), method.bits, who + "_image"),
         "text": check_codes(method.encode_text(pairs.text), len(pairs), method.bits, who + "_text"),
     }
 

@@ -65,7 +65,7 @@ from cmh.errors import CMHError
 
 FORMAT = "cmh-deep-v1"
 #: Options that may differ between a checkpoint and the run that resumes it.
-RESUMABLE_CHANGES = frozenset({"epochs", "resume", "verbose", "checkpoint_dir", "patience"})
+RESUMABLE_CHANGES = frozenset({"epochs", "resume", "verbose", "checkpoint_dir", "patience", "image_workers"})
 ENCODE_BATCH = 2048
 
 
@@ -84,6 +84,12 @@ class DeepConfig:
     checkpoint_dir: str | None = None
     resume: bool = False
     verbose: bool = True
+    #: raw-image mode (cmh/methods/_image_backbone.py): a backbone fine-tuned under the image head
+    image_backbone: str | None = None
+    backbone_weights: str | None = None
+    backbone_lr: float = 0.1
+    image_size: int = 224
+    image_workers: int = 0
 
 
 @dataclasses.dataclass
@@ -161,10 +167,14 @@ def _as_tensor(x: Any, device: torch.device) -> torch.Tensor:
 
 
 def _fingerprint(image: Any, text: Any, labels: np.ndarray) -> str:
-    """A short hash of the training data (shapes, labels, a strided sample of the features)."""
+    """A short hash of the training data (shapes, labels, a strided sample of the features; image paths in
+    raw-image mode)."""
     h = hashlib.sha1()
     n = labels.shape[0]
     rows = np.arange(0, n, max(1, n // 256))
+    if isinstance(image, (tuple, list)):
+        h.update("\n".join(map(str, image)).encode())
+        image = np.zeros((n, 0), np.float32)
     for x in (image, text, labels):
         h.update(str(tuple(x.shape)).encode())
         sample = x[rows]
@@ -178,6 +188,8 @@ class DeepHashMethod(HashMethod):
     """Base class of cmh's deep methods: the shared loop, checkpoints and state (see module docstring)."""
 
     kind: ClassVar[Literal["shallow", "deep"]] = "deep"
+    #: key of the image network in ``nets`` (wrapped under a backbone in raw-image mode)
+    image_net: ClassVar[str] = "img"
     supervised: ClassVar[bool] = True
     inputs: ClassVar[tuple[str, ...]] = ("image", "text", "labels")
     Config: ClassVar[type] = DeepConfig
@@ -226,8 +238,42 @@ class DeepHashMethod(HashMethod):
         return int(self.cfg.epochs)
 
     # -- data -------------------------------------------------------------------------------------
+    @property
+    def raw_images(self) -> bool:
+        """True when the image network starts from pixels (``image_backbone`` set)."""
+        return bool(self.cfg.image_backbone)
+
+    def image_input(self, pairs: Any) -> Any:
+        """Image features (n, d_img), or the image paths in raw-image mode."""
+        if not self.raw_images:
+            return super().image_input(pairs)
+        if getattr(pairs, "image_paths", None) is None:
+            raise CMHError(f"{self.name}: image_backbone={self.cfg.image_backbone} trains on the images themselves, "
+                           "but this dataset has no image paths; use a YAML spec with image_paths (docs/data.md)")
+        return pairs.image_paths
+
+    def check_train(self, train: Any) -> None:
+        if not self.raw_images:
+            return super().check_train(train)
+        self.image_input(train)
+        if getattr(train, "labels", None) is None or getattr(train, "text", None) is None:
+            raise CMHError(f"{self.name} needs labels and text features; the training data lacks them")
+
+    def _backbone(self, for_loading: bool = False) -> Any:
+        from cmh.methods._image_backbone import build_image_backbone
+
+        return build_image_backbone(self.cfg.image_backbone, self.cfg.backbone_weights, int(self.cfg.image_size),
+                                    for_loading=for_loading)
+
+    def _wrap_image_net(self, backbone: Any) -> None:
+        from cmh.methods._image_backbone import BackboneNet
+
+        self.nets[self.image_net] = BackboneNet(backbone, self.nets[self.image_net]).to(self.device)
+
     def _fit_norm(self, image: torch.Tensor, text: torch.Tensor) -> None:
         for modality, x in (("image", image), ("text", text)):
+            if modality == "image" and self.raw_images:
+                continue  # pixels: the backbone normalises its input
             if getattr(self.cfg, f"{modality}_norm") == "standardize":
                 mean = x.mean(dim=0)
                 std = x.std(dim=0, unbiased=False)
@@ -241,20 +287,31 @@ class DeepHashMethod(HashMethod):
 
     def _encode(self, modality: str, x: Any) -> np.ndarray:
         self.check_fitted()
-        self.check_dim(x, self.dims[modality], modality)
+        raw = modality == "image" and self.raw_images
+        if raw:
+            from cmh.methods._image_backbone import ENCODE_CHUNK, load_images
+
+            backbone, x, step = self.nets[self.image_net].backbone, list(x), ENCODE_CHUNK
+        else:
+            self.check_dim(x, self.dims[modality], modality)
+            step = ENCODE_BATCH
         for net in self.nets.values():
             net.eval()
         out = []
         with torch.no_grad():
-            for start in range(0, x.shape[0], ENCODE_BATCH):
-                chunk = _as_tensor(x[start : start + ENCODE_BATCH], self.device)
+            for start in range(0, len(x) if raw else x.shape[0], step):
+                if raw:
+                    chunk = load_images(x[start : start + step], backbone, self.cfg.image_workers,
+                                        f"{self.name}: ").to(self.device)
+                else:
+                    chunk = _as_tensor(x[start : start + step], self.device)
                 out.append(self._codes(modality, self._normalize(modality, chunk)).float().cpu())
         if not out:
             return np.zeros((0, self.bits), dtype=np.int8)
         return sign_codes(torch.cat(out))
 
-    def encode_image(self, image: np.ndarray) -> np.ndarray:
-        """Image features (n, d_img) -> ±1 int8 codes (n, bits) from the image network."""
+    def encode_image(self, image: Any) -> np.ndarray:
+        """Image features (n, d_img) (or image paths in raw-image mode) -> ±1 int8 codes (n, bits)."""
         return self._encode("image", image)
 
     def encode_text(self, text: Any) -> np.ndarray:
@@ -274,7 +331,7 @@ class DeepHashMethod(HashMethod):
         labels_np = np.asarray(train.labels)
         if labels_np.ndim != 2 or len(labels_np) < 2:
             raise CMHError(f"{self.name}: labels must be a (n, classes) multi-hot array with n >= 2")
-        fingerprint = _fingerprint(train.image, train.text, labels_np)
+        fingerprint = _fingerprint(self.image_input(train), train.text, labels_np)
         prev_det = torch.are_deterministic_algorithms_enabled()
         prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -288,10 +345,18 @@ class DeepHashMethod(HashMethod):
         random.seed(self.seed)
         np.random.seed(self.seed % 2**32)  # noqa: NPY002 - seeds third-party code using the legacy API
         torch.manual_seed(self.seed)
-        image = _as_tensor(train.image, dev)
+        backbone = None
+        if self.raw_images:
+            from cmh.methods._image_backbone import load_images
+
+            backbone = self._backbone()
+            image = load_images(train.image_paths, backbone, cfg.image_workers, f"{self.name}: ").to(dev)
+        else:
+            image = _as_tensor(train.image, dev)
         text = _as_tensor(train.text, dev)
         labels = torch.as_tensor(labels_np.astype(np.float32), device=dev)
-        self.dims = {"image": int(image.shape[1]), "text": int(text.shape[1]), "classes": int(labels.shape[1])}
+        image_dim = backbone.feature_dim if backbone is not None else int(image.shape[1])
+        self.dims = {"image": int(image_dim), "text": int(text.shape[1]), "classes": int(labels.shape[1])}
 
         # held-out part for early stopping (seeded; the same on resume)
         n = labels.shape[0]
@@ -314,7 +379,14 @@ class DeepHashMethod(HashMethod):
 
         torch.manual_seed(self.seed)
         self.nets = {k: v.to(dev) for k, v in self._build_nets(self.dims).items()}
+        if backbone is not None:
+            from cmh.methods._image_backbone import backbone_param_groups
+
+            self._wrap_image_net(backbone)
         self.optims = self._build_optimizers(self.nets)
+        if backbone is not None:
+            for o in self.optims.values():
+                backbone_param_groups(o, backbone, float(cfg.backbone_lr))
         base_lrs = {k: [g["lr"] for g in o.param_groups] for k, o in self.optims.items()}
         gen = torch.Generator().manual_seed(self.seed)
         self.buffers = {k: v.to(dev) for k, v in self._init_buffers(data, gen).items()}
@@ -454,6 +526,8 @@ class DeepHashMethod(HashMethod):
         self.norm = {k: v.to(self.device) for k, v in state["norm"].items()}
         torch.manual_seed(self.seed)
         self.nets = {k: v.to(self.device) for k, v in self._build_nets(self.dims).items()}
+        if self.raw_images:
+            self._wrap_image_net(self._backbone(for_loading=True))
         for k, net in self.nets.items():
             net.load_state_dict(state["nets"][k])
 
