@@ -72,3 +72,11 @@ def test_raw_image_errors(photos: CrossModalDataset, synthetic_small, tmp_path) 
     bad = type(train)(train.image, train.text, train.labels, (str(broken),) + train.image_paths[1:])
     with pytest.raises(CMHError, match="1 of 16 images could not be read"):
         create_method("dcmh", bits=16, **TINY).fit(bad)
+
+
+def test_early_stopping_validates_on_pixels(photos: CrossModalDataset) -> None:
+    torch.set_num_threads(1)
+    m = create_method("dcmh", bits=16, seed=0, **{**TINY, "epochs": 2, "val_fraction": 0.25})
+    m.fit(photos.part("train"))
+    assert len(m.history) == 2 and all(0 <= h["val_map"] <= 1 for h in m.history)
+    assert m.best_epoch in (1, 2)

@@ -471,11 +471,12 @@ class DeepHashMethod(HashMethod):
         """Mean of I->T and T->I mAP of held-out queries against the training items (own networks)."""
         from cmh.metrics import evaluate
 
+        step = 256 if self.raw_images else sys.maxsize  # pixels: bounded backbone batches; features: one pass
         for net in self.nets.values():
             net.eval()
         with torch.no_grad():
             codes = {
-                (part, m): sign_codes(self._codes(m, getattr(d, m)).float())
+                (part, m): sign_codes(torch.cat([self._codes(m, x).float() for x in getattr(d, m).split(step)]))
                 for part, d in (("val", val), ("train", data))
                 for m in ("image", "text")
             }
