@@ -58,3 +58,16 @@ def test_sweep_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     err = capsys.readouterr().err
     assert "does not exist" in err and "make-it.sh" in err and err.count("\n") == 1
     assert main(["sweep", "no-such-grid"]) == 2
+
+
+def test_a_failing_run_does_not_stop_the_sweep(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    grid = write_grid(tmp_path)
+    text = yaml.safe_load(grid.read_text())
+    text["runs"].insert(0, {"methods": ["cvh"], "datasets": ["synthetic"], "bits": [8], "seeds": [0],
+                            "set": {"reg": -1.0}})
+    grid.write_text(yaml.safe_dump(text))
+    code = main(["sweep", str(grid)])
+    err = capsys.readouterr().err
+    records, _ = load_records(tmp_path / "res")
+    assert sorted(r["bits"] for r in records) == [16, 32]  # the runs after the failure went on
+    assert code == 2 and "1 of 3 runs failed" in err

@@ -98,20 +98,28 @@ def run_grid(grid: dict[str, Any], args: argparse.Namespace, console: Console,
         if args.overwrite or not path.exists():
             todo.append(run)
     console.print(f"{len(runs)} runs in the grid, {len(todo)} to do, {len(runs) - len(todo)} recorded already")
-    written = []
+    written: list[Path] = []
+    failed: list[str] = []
     for i, run in enumerate(todo, 1):
         label = f"[{i}/{len(todo)}] {run.method} {run.dataset} {run.bits} bits seed {run.seed}"
         if args.dry_run:
             console.print(label)
             continue
         t0 = time.perf_counter()
-        record = run_once(run.method, loaded[run.dataset], run.bits, run.seed, run.overrides, args.device)
+        try:
+            record = run_once(run.method, loaded[run.dataset], run.bits, run.seed, run.overrides, args.device)
+        except CMHError as exc:  # one failing run must not stop a long sweep; reported again at the end
+            failed.append(f"{label}: {exc}")
+            console.print(f"[red]{label}: failed: {exc}[/]")
+            continue
         path = write_record(record, out)
         written.append(path)
         console.print(
             f"{label}: I→T {record['tasks']['i2t']['map']:.4f}  T→I {record['tasks']['t2i']['map']:.4f}  "
             f"({time.perf_counter() - t0:.1f} s) -> {path}"
         )
+    if failed:
+        raise CMHError(f"{len(failed)} of {len(todo)} runs failed (the others are recorded); first: {failed[0]}")
     return out, written
 
 
