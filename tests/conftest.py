@@ -32,3 +32,15 @@ def synthetic_small():
     from cmh.data import make_synthetic
 
     return make_synthetic(n=1500, image_dim=128, text_dim=100, n_query=200, n_train=800)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a test module (``pytestmark = pytest.mark.usefixtures("one_torch_thread")``):
+    the deep-method tests stay fast on a busy 1-2 core machine (no OpenMP spinning)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

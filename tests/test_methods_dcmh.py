@@ -5,22 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_methods_ssah import local_map
 
 from cmh.errors import CMHError
 from cmh.methods.dcmh import DCMH
+from cmh.metrics.reference import reference_map
 from cmh.registry import create_method, get_method_class
 
 SMALL = {"txt_hidden": 512, "verbose": False}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One torch thread: the tests stay fast on a busy 1-2 core machine (no OpenMP spinning)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_registered_with_paper_defaults():
@@ -39,22 +33,26 @@ def test_lr_decays_linearly_to_1e_6():
 
 
 def test_learns_and_codes_are_valid(synthetic_small):
-    m = create_method("dcmh", bits=32, seed=0, epochs=120, batch_size=32, **SMALL).fit(synthetic_small.part("train"))
+    m = create_method("dcmh", bits=32, seed=0, epochs=120, batch_size=32, **SMALL).fit(
+        synthetic_small.part("train")
+    )
     q, db = synthetic_small.part("query"), synthetic_small.part("database")
     bi, bt = m.encode_image(q.image), m.encode_text(db.text)
     assert bi.shape == (len(q), 32) and bi.dtype == np.int8 and set(np.unique(bi)) <= {-1, 1}
     rng = np.random.default_rng(0)
     rnd = lambda n: np.where(rng.random((n, 32)) < 0.5, -1, 1).astype(np.int8)  # noqa: E731
-    base = local_map(rnd(len(q)), rnd(len(db)), q.labels, db.labels)
-    i2t = local_map(bi, bt, q.labels, db.labels)
-    t2i = local_map(m.encode_text(q.text), m.encode_image(db.image), q.labels, db.labels)
+    base = reference_map(rnd(len(q)), rnd(len(db)), q.labels, db.labels)
+    i2t = reference_map(bi, bt, q.labels, db.labels)
+    t2i = reference_map(m.encode_text(q.text), m.encode_image(db.image), q.labels, db.labels)
     assert i2t > base + 0.05 and t2i > base + 0.05, (i2t, t2i, base)
 
 
 def test_deterministic(synthetic_small):
     q = synthetic_small.part("query")
     runs = [
-        create_method("dcmh", bits=16, seed=3, epochs=1, **SMALL).fit(synthetic_small.part("train")).encode_image(q.image)
+        create_method("dcmh", bits=16, seed=3, epochs=1, **SMALL)
+        .fit(synthetic_small.part("train"))
+        .encode_image(q.image)
         for _ in range(2)
     ]
     np.testing.assert_array_equal(*runs)

@@ -11,30 +11,14 @@ import torch
 from cmh.errors import CMHError
 from cmh.methods._nets import MultiScaleText, clamp_widths
 from cmh.methods.ssah import SSAH, pairwise_nll, pairwise_squared
+from cmh.metrics.reference import reference_map
 from cmh.registry import create_method, get_method_class
 
 #: Small networks so that unit tests stay fast; the algorithm is unchanged.
 SMALL = {"lab_hidden": 256, "txt_hidden": 256, "feature_dim": 128, "disc_hidden": (64, 32), "verbose": False}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One torch thread: the tests stay fast on a busy 1-2 core machine (no OpenMP spinning)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def local_map(qb: np.ndarray, db: np.ndarray, ql: np.ndarray, dl: np.ndarray) -> float:
-    """Plain mAP@all (ties by database index) for test assertions only."""
-    d = (qb.shape[1] - qb.astype(np.float32) @ db.T.astype(np.float32)) / 2
-    rel = (ql.astype(np.float32) @ dl.T.astype(np.float32)) > 0
-    order = np.argsort(d, axis=1, kind="stable")
-    r = np.take_along_axis(rel, order, axis=1)
-    hits = np.cumsum(r, axis=1)
-    prec = hits / np.arange(1, r.shape[1] + 1)
-    return float(np.mean((prec * r).sum(1) / np.maximum(r.sum(1), 1)))
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def fit_small(data, bits: int = 16, **cfg) -> SSAH:
@@ -79,11 +63,11 @@ def test_learns_better_than_random_codes(synthetic_small):
     # small nets and batches so that a few epochs give enough steps (CI budget)
     m = fit_small(synthetic_small, bits=32, epochs=6, batch_size=32, lr_lab=1e-3)
     q, db = synthetic_small.part("query"), synthetic_small.part("database")
-    i2t = local_map(m.encode_image(q.image), m.encode_text(db.text), q.labels, db.labels)
-    t2i = local_map(m.encode_text(q.text), m.encode_image(db.image), q.labels, db.labels)
+    i2t = reference_map(m.encode_image(q.image), m.encode_text(db.text), q.labels, db.labels)
+    t2i = reference_map(m.encode_text(q.text), m.encode_image(db.image), q.labels, db.labels)
     rng = np.random.default_rng(0)
     rnd = lambda n: np.where(rng.random((n, 32)) < 0.5, -1, 1).astype(np.int8)  # noqa: E731
-    base = local_map(rnd(len(q)), rnd(len(db)), q.labels, db.labels)
+    base = reference_map(rnd(len(q)), rnd(len(db)), q.labels, db.labels)
     assert i2t > base + 0.1 and t2i > base + 0.1, (i2t, t2i, base)
 
 

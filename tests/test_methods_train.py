@@ -14,13 +14,7 @@ from cmh.registry import create_method
 DCMH_SMALL = {"txt_hidden": 256, "verbose": False}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One torch thread: the tests stay fast on a busy 1-2 core machine (no OpenMP spinning)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _codes(m, data):
@@ -67,7 +61,9 @@ def test_resume_can_extend_epochs(synthetic_small, tmp_path):
 def test_resume_refuses_changed_options(synthetic_small, tmp_path):
     train = synthetic_small.part("train")
     create_method("ssah", bits=16, epochs=1, checkpoint_dir=str(tmp_path), **SMALL).fit(train)
-    other = create_method("ssah", bits=16, epochs=1, checkpoint_dir=str(tmp_path), resume=True, **{**SMALL, "delta": 0.5})
+    other = create_method(
+        "ssah", bits=16, epochs=1, checkpoint_dir=str(tmp_path), resume=True, **{**SMALL, "delta": 0.5}
+    )
     with pytest.raises(CMHError, match="delta"):
         other.fit(train)
 
@@ -94,7 +90,9 @@ def test_state_dict_round_trip_and_mismatch(synthetic_small, tmp_path):
 def test_checkpoint_of_other_data_is_kept_apart(synthetic_small, tmp_path):
     train = synthetic_small.part("train")
     create_method("dcmh", bits=16, epochs=1, checkpoint_dir=str(tmp_path), **DCMH_SMALL).fit(train)
-    create_method("dcmh", bits=16, epochs=1, checkpoint_dir=str(tmp_path), **DCMH_SMALL).fit(synthetic_small.part("query"))
+    create_method("dcmh", bits=16, epochs=1, checkpoint_dir=str(tmp_path), **DCMH_SMALL).fit(
+        synthetic_small.part("query")
+    )
     assert len(list(tmp_path.glob("dcmh-16bits-seed0-*.pt"))) == 2
 
 
@@ -130,7 +128,9 @@ def test_validation_early_stopping(synthetic_small, monkeypatch):
     monkeypatch.setitem(sys.modules, "cmh.metrics", fake)
     seen = []
     m = create_method("dcmh", bits=16, epochs=6, val_fraction=0.2, patience=2, **DCMH_SMALL)
-    m.on_epoch_end = lambda method, record: seen.append(method.encode_image(synthetic_small.part("query").image))
+    m.on_epoch_end = lambda method, record: seen.append(
+        method.encode_image(synthetic_small.part("query").image)
+    )
     m.fit(synthetic_small.part("train"))
     assert [h["epoch"] for h in m.history] == [1, 2, 3]  # best at 1, then 2 epochs without gain
     assert m.best_epoch == 1 and all("val_map" in h for h in m.history)
@@ -149,10 +149,38 @@ def test_bench_deep_smoke(tmp_path, monkeypatch):
     fake.evaluate = lambda q, d, ql, dl, **kw: {"map": float((q[:, 0] == 1).mean())}
     monkeypatch.setitem(sys.modules, "cmh.metrics", fake)
     out = tmp_path / "bench.json"
-    argv = ["bench", "deep", "--n", "300", "--n-query", "50", "--image-dim", "32", "--text-dim", "20",
-            "--classes", "4", "--bits", "16", "--ssah-epochs", "1", "--dcmh-epochs", "1", "--threads", "1",
-            "--ssah-set", "disc_hidden=16,8", "--ssah-set", "lab_hidden=64", "--ssah-set", "txt_hidden=64",
-            "--dcmh-set", "txt_hidden=64", "--json", str(out)]
+    argv = [
+        "bench",
+        "deep",
+        "--n",
+        "300",
+        "--n-query",
+        "50",
+        "--image-dim",
+        "32",
+        "--text-dim",
+        "20",
+        "--classes",
+        "4",
+        "--bits",
+        "16",
+        "--ssah-epochs",
+        "1",
+        "--dcmh-epochs",
+        "1",
+        "--threads",
+        "1",
+        "--ssah-set",
+        "disc_hidden=16,8",
+        "--ssah-set",
+        "lab_hidden=64",
+        "--ssah-set",
+        "txt_hidden=64",
+        "--dcmh-set",
+        "txt_hidden=64",
+        "--json",
+        str(out),
+    ]
     assert main(argv) == 0
     data = json.loads(out.read_text())
     assert set(data["runs"]) == {"ssah", "dcmh"}
