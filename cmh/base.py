@@ -30,7 +30,11 @@ class EmptyConfig:
 
 def check_bits(bits: int) -> int:
     """Validate a code length (8..256)."""
-    if not isinstance(bits, (int, np.integer)) or isinstance(bits, bool) or not MIN_BITS <= int(bits) <= MAX_BITS:
+    if (
+        not isinstance(bits, (int, np.integer))
+        or isinstance(bits, bool)
+        or not MIN_BITS <= int(bits) <= MAX_BITS
+    ):
         raise CMHError(f"bits must be an integer from {MIN_BITS} to {MAX_BITS}, got {bits!r}; e.g. --bits 32")
     return int(bits)
 

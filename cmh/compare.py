@@ -53,8 +53,13 @@ class DatasetVersion:
     @classmethod
     def of(cls, record: dict[str, Any]) -> DatasetVersion:
         ds = record["dataset"]
-        return cls(str(ds["name"]), str(ds.get("protocol")), ds.get("split_seed"), str(ds.get("content_hash")),
-                   tuple(sorted((ds.get("sizes") or {}).items())))
+        return cls(
+            str(ds["name"]),
+            str(ds.get("protocol")),
+            ds.get("split_seed"),
+            str(ds.get("content_hash")),
+            tuple(sorted((ds.get("sizes") or {}).items())),
+        )
 
     @property
     def key(self) -> tuple[str, str, str, str]:
@@ -63,8 +68,9 @@ class DatasetVersion:
     def label(self) -> str:
         sizes = ", ".join(f"{k} {v:,}" for k, v in self.sizes)
         split = "fixed split" if self.split_seed is None else f"split seed {self.split_seed}"
-        return (f"protocol {self.protocol}, {split}, content {self.content_hash[:12]}"
-                + (f" ({sizes})" if sizes else ""))
+        return f"protocol {self.protocol}, {split}, content {self.content_hash[:12]}" + (
+            f" ({sizes})" if sizes else ""
+        )
 
 
 @dataclass
@@ -141,8 +147,11 @@ class ComparisonTable:
 
     def best(self, task: str, bits: int) -> str | None:
         """The method with the highest mean in a column (ties: the first in row order)."""
-        scored = [(self.cells[m, task, bits].mean, -i, m) for i, m in enumerate(self.methods)
-                  if (m, task, bits) in self.cells]
+        scored = [
+            (self.cells[m, task, bits].mean, -i, m)
+            for i, m in enumerate(self.methods)
+            if (m, task, bits) in self.cells
+        ]
         return max(scored)[2] if scored else None
 
     def seeds_label(self, method: str) -> str:
@@ -161,8 +170,9 @@ def scalar_metrics(records: Iterable[dict[str, Any]]) -> list[str]:
     return sorted(names)
 
 
-def _pick_version(records: list[dict[str, Any]], dataset: str, version: str | None,
-                  left_out: list[str]) -> tuple[DatasetVersion | None, list[dict[str, Any]]]:
+def _pick_version(
+    records: list[dict[str, Any]], dataset: str, version: str | None, left_out: list[str]
+) -> tuple[DatasetVersion | None, list[dict[str, Any]]]:
     """Keep the records of one version of ``dataset``: ``version`` (a content-hash prefix) or the most common."""
     by_version: dict[DatasetVersion, list[dict[str, Any]]] = defaultdict(list)
     for rec in records:
@@ -173,18 +183,28 @@ def _pick_version(records: list[dict[str, Any]], dataset: str, version: str | No
         chosen = [v for v in by_version if v.content_hash.startswith(version)]
         if not chosen:
             hashes = ", ".join(sorted(v.content_hash[:12] for v in by_version))
-            raise CMHError(f"no records of {dataset} with content hash {version}; recorded versions: {hashes}")
+            raise CMHError(
+                f"no records of {dataset} with content hash {version}; recorded versions: {hashes}"
+            )
         pick = chosen[0]
     else:
         pick = sorted(by_version, key=lambda v: (-len(by_version[v]), v.key))[0]
     for v in sorted(by_version, key=lambda v: v.key):
         if v != pick:
-            diff = [what for what, a, b in (("protocol", v.protocol, pick.protocol),
-                                            ("split seed", v.split_seed, pick.split_seed),
-                                            ("data", v.content_hash, pick.content_hash)) if a != b]
-            left_out.append(f"{len(by_version[v])} record(s) of {dataset} left out: another dataset version "
-                            f"(different {', '.join(diff)}: {v.label()}); show them with "
-                            f"--dataset-version {v.content_hash[:12]}")
+            diff = [
+                what
+                for what, a, b in (
+                    ("protocol", v.protocol, pick.protocol),
+                    ("split seed", v.split_seed, pick.split_seed),
+                    ("data", v.content_hash, pick.content_hash),
+                )
+                if a != b
+            ]
+            left_out.append(
+                f"{len(by_version[v])} record(s) of {dataset} left out: another dataset version "
+                f"(different {', '.join(diff)}: {v.label()}); show them with "
+                f"--dataset-version {v.content_hash[:12]}"
+            )
     return pick, by_version[pick]
 
 
@@ -200,8 +220,13 @@ def _norm_dataset(name: str) -> str:
     return _REPORTED_ALIASES.get(key, key)
 
 
-def load_reported(dataset: str, methods: Sequence[str] | None = None, bits: Sequence[int] | None = None,
-                  metric: str = "map", directory: str | Path = REPORTED_DIR) -> list[ReportedRow]:
+def load_reported(
+    dataset: str,
+    methods: Sequence[str] | None = None,
+    bits: Sequence[int] | None = None,
+    metric: str = "map",
+    directory: str | Path = REPORTED_DIR,
+) -> list[ReportedRow]:
     """Published numbers for ``dataset`` from the CSV files in ``directory`` (columns: source, table, features,
     dataset, task, method, bits, map). Only the ``map`` metric is published; other metrics give no rows."""
     if metric != "map":
@@ -210,7 +235,9 @@ def load_reported(dataset: str, methods: Sequence[str] | None = None, bits: Sequ
     for path in sorted(Path(directory).glob("*.csv")):
         lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln and not ln.startswith("#")]
         for row in csv.DictReader(lines):
-            if _norm_dataset(row["dataset"]) != _norm_dataset(dataset) or not _match_method(row["method"], methods):
+            if _norm_dataset(row["dataset"]) != _norm_dataset(dataset) or not _match_method(
+                row["method"], methods
+            ):
                 continue
             if bits and int(row["bits"]) not in bits:
                 continue
@@ -236,10 +263,17 @@ def _paired_test(a: Cell, b: Cell) -> Significance | None:
     return Significance(p, float(d.mean()), len(d))
 
 
-def build_table(records: Iterable[dict[str, Any]], dataset: str, methods: Sequence[str] | None = None,
-                bits: Sequence[int] | None = None, metric: str = "map", reported: bool = False,
-                against: str | None = None, version: str | None = None,
-                reported_dir: str | Path = REPORTED_DIR) -> ComparisonTable:
+def build_table(
+    records: Iterable[dict[str, Any]],
+    dataset: str,
+    methods: Sequence[str] | None = None,
+    bits: Sequence[int] | None = None,
+    metric: str = "map",
+    reported: bool = False,
+    against: str | None = None,
+    version: str | None = None,
+    reported_dir: str | Path = REPORTED_DIR,
+) -> ComparisonTable:
     """Collect one dataset's records into a :class:`ComparisonTable` (see the module docstring).
 
     ``methods``/``bits`` restrict and order rows/columns (default: all recorded, methods in name order);
@@ -252,13 +286,16 @@ def build_table(records: Iterable[dict[str, Any]], dataset: str, methods: Sequen
     if recs:
         known = scalar_metrics(recs)
         if metric not in known:
-            raise CMHError(f"unknown metric '{metric}'{did_you_mean(metric, known)}; recorded: {', '.join(known)}")
+            raise CMHError(
+                f"unknown metric '{metric}'{did_you_mean(metric, known)}; recorded: {', '.join(known)}"
+            )
     if methods:
         recorded = sorted({r["method"] for r in recs})
         missing = [m for m in methods if m not in recorded]
         if missing and recs:
-            left_out.append(f"no records of {', '.join(missing)} on {dataset}"
-                            + did_you_mean(missing[0], recorded))
+            left_out.append(
+                f"no records of {', '.join(missing)} on {dataset}" + did_you_mean(missing[0], recorded)
+            )
         recs = [r for r in recs if r["method"] in methods]
     if bits:
         recs = [r for r in recs if r["bits"] in bits]
@@ -276,8 +313,12 @@ def build_table(records: Iterable[dict[str, Any]], dataset: str, methods: Sequen
             cell.seeds.append(int(rec["seed"]))
             cell.paths.append(rec["_path"])
             cell.per_query.append(res.get(pq_key) if pq_key else None)
-    row_names = [m for m in methods if any(k[0] == m for k in cells)] if methods else sorted({k[0] for k in cells})
-    columns = sorted({k[2] for k in cells}) if not bits else [b for b in bits if any(k[2] == b for k in cells)]
+    row_names = (
+        [m for m in methods if any(k[0] == m for k in cells)] if methods else sorted({k[0] for k in cells})
+    )
+    columns = (
+        sorted({k[2] for k in cells}) if not bits else [b for b in bits if any(k[2] == b for k in cells)]
+    )
     table = ComparisonTable(dataset, ver, metric, columns, row_names, dict(cells), left_out=left_out)
     if reported:
         table.reported = load_reported(dataset, methods, columns or bits, metric, reported_dir)
@@ -288,11 +329,15 @@ def build_table(records: Iterable[dict[str, Any]], dataset: str, methods: Sequen
 
 def _add_significance(table: ComparisonTable, against: str) -> None:
     if table.metric not in PER_QUERY_KEYS:
-        raise CMHError(f"--against needs per-query values, which records keep for {', '.join(PER_QUERY_KEYS)}; "
-                       f"use --metric map")
+        raise CMHError(
+            f"--against needs per-query values, which records keep for {', '.join(PER_QUERY_KEYS)}; "
+            f"use --metric map"
+        )
     if against not in table.methods:
-        raise CMHError(f"--against {against}: no records of it in this table{did_you_mean(against, table.methods)}; "
-                       "run it first (cmh run) or pick a listed method")
+        raise CMHError(
+            f"--against {against}: no records of it in this table{did_you_mean(against, table.methods)}; "
+            "run it first (cmh run) or pick a listed method"
+        )
     table.against = against
     for m in table.methods:
         for task, b in table.columns:
@@ -303,19 +348,23 @@ def _add_significance(table: ComparisonTable, against: str) -> None:
                 table.significance[m, task, b] = sig
 
 
-def compare(results: str | Path | Sequence[str | Path], dataset: str | None = None,
-            **options: Any) -> tuple[list[ComparisonTable], list[tuple[Path, str]]]:
+def compare(
+    results: str | Path | Sequence[str | Path], dataset: str | None = None, **options: Any
+) -> tuple[list[ComparisonTable], list[tuple[Path, str]]]:
     """Tables for ``dataset`` (or every recorded dataset) from the records under ``results``; plus skipped files."""
     records, skipped = load_records(results)
     names = sorted({r["dataset"]["name"] for r in records})
     if dataset is not None and dataset not in names:
         where = results if isinstance(results, (str, Path)) else ", ".join(map(str, results))
-        raise CMHError(f"no result records of dataset '{dataset}' under {where}{did_you_mean(dataset, names)}; "
-                       f"recorded: {', '.join(names) or 'none'} (run `cmh run METHOD --dataset {dataset}` first)")
+        raise CMHError(
+            f"no result records of dataset '{dataset}' under {where}{did_you_mean(dataset, names)}; "
+            f"recorded: {', '.join(names) or 'none'} (run `cmh run METHOD --dataset {dataset}` first)"
+        )
     return [build_table(records, name, **options) for name in ([dataset] if dataset else names)], skipped
 
 
 # ----------------------------------------------------------------------------------------------- formatting
+
 
 def format_cell(cell: Cell, digits: int = 4, sep: str = " ± ") -> str:
     """``0.6123 ± 0.0041`` (the ± part only with more than one seed)."""
@@ -326,7 +375,9 @@ def _header(table: ComparisonTable) -> list[str]:
     return ["Method", "Seeds"] + [f"{TASK_TITLES[t]} {b}" for t, b in table.columns]
 
 
-def _cmh_rows(table: ComparisonTable, bold: tuple[str, str], digits: int = 4, sep: str = " ± ") -> list[list[str]]:
+def _cmh_rows(
+    table: ComparisonTable, bold: tuple[str, str], digits: int = 4, sep: str = " ± "
+) -> list[list[str]]:
     rows = []
     for m in table.methods:
         row = [m, table.seeds_label(m)]
@@ -344,8 +395,11 @@ def _cmh_rows(table: ComparisonTable, bold: tuple[str, str], digits: int = 4, se
 
 
 def _reported_rows(table: ComparisonTable, digits: int = 3) -> list[list[str]]:
-    return [[r.label, "reported"] + [f"{r.values[t, b]:.{digits}f}" if (t, b) in r.values else "–"
-                                     for t, b in table.columns] for r in table.reported]
+    return [
+        [r.label, "reported"]
+        + [f"{r.values[t, b]:.{digits}f}" if (t, b) in r.values else "–" for t, b in table.columns]
+        for r in table.reported
+    ]
 
 
 def caption(table: ComparisonTable) -> str:
@@ -358,12 +412,16 @@ def notes(table: ComparisonTable) -> list[str]:
     """Footnotes: significance legend, reported-number caveat, and what was left out and why."""
     out = []
     if table.against:
-        out.append(f"▲/▼: significantly better/worse than {table.against} (paired Wilcoxon signed-rank test over "
-                   f"queries on per-query AP averaged over shared seeds, p < {ALPHA}, not corrected for multiple "
-                   "comparisons).")
+        out.append(
+            f"▲/▼: significantly better/worse than {table.against} (paired Wilcoxon signed-rank test over "
+            f"queries on per-query AP averaged over shared seeds, p < {ALPHA}, not corrected for multiple "
+            "comparisons)."
+        )
     if table.reported:
-        out.append("Reported rows are published numbers (other features, splits and runs); bold marks the best "
-                   "of cmh's own rows only.")
+        out.append(
+            "Reported rows are published numbers (other features, splits and runs); bold marks the best "
+            "of cmh's own rows only."
+        )
     out.extend(table.left_out)
     return out
 
@@ -394,8 +452,12 @@ def render_rich(table: ComparisonTable, width: int | None = None) -> Any:
     out = []
     for gi, cols in enumerate(groups):
         last = gi == len(groups) - 1
-        t = Table(title=caption(table) if gi == 0 else None, title_justify="left",
-                  caption="\n".join(notes(table)) or None if last else None, caption_justify="left")
+        t = Table(
+            title=caption(table) if gi == 0 else None,
+            title_justify="left",
+            caption="\n".join(notes(table)) or None if last else None,
+            caption_justify="left",
+        )
         t.add_column(head[0], no_wrap=True, min_width=min(name_w, 40))
         t.add_column(head[1], justify="right", no_wrap=True, min_width=5)
         for c in cols:
@@ -413,8 +475,12 @@ def render_rich(table: ComparisonTable, width: int | None = None) -> Any:
 def to_markdown(table: ComparisonTable, digits: int = 4) -> str:
     """A GitHub-markdown table (best per column in **bold**) with its caption and footnotes."""
     head = _header(table)
-    lines = [f"**{caption(table)}**", "", "| " + " | ".join(head) + " |",
-             "|" + "|".join([":---"] + ["---:"] * (len(head) - 1)) + "|"]
+    lines = [
+        f"**{caption(table)}**",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join([":---"] + ["---:"] * (len(head) - 1)) + "|",
+    ]
     rows = _cmh_rows(table, ("**", "**"), digits) + [[f"*{r[0]}*", *r[1:]] for r in _reported_rows(table)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     foot = notes(table)
@@ -431,18 +497,38 @@ def to_rows(table: ComparisonTable) -> list[dict[str, Any]]:
             cell = table.cells.get((m, task, b))
             if cell is None:
                 continue
-            row: dict[str, Any] = {"dataset": table.dataset, "method": m, "source": "cmh", "task": task, "bits": b,
-                                   "metric": table.metric, "mean": round(cell.mean, 6), "std": round(cell.std, 6),
-                                   "n": cell.n, "seeds": cell.seeds, "records": cell.paths}
+            row: dict[str, Any] = {
+                "dataset": table.dataset,
+                "method": m,
+                "source": "cmh",
+                "task": task,
+                "bits": b,
+                "metric": table.metric,
+                "mean": round(cell.mean, 6),
+                "std": round(cell.std, 6),
+                "n": cell.n,
+                "seeds": cell.seeds,
+                "records": cell.paths,
+            }
             sig = table.significance.get((m, task, b))
             if sig is not None:
                 row.update(against=table.against, p_value=sig.p_value, mean_difference=sig.mean_difference)
             out.append(row)
     for r in table.reported:
         for (task, b), v in sorted(r.values.items()):
-            out.append({"dataset": table.dataset, "method": r.method, "source": f"{r.source} {r.table}",
-                        "features": r.features, "task": task, "bits": b, "metric": table.metric, "mean": v,
-                        "reported": True})
+            out.append(
+                {
+                    "dataset": table.dataset,
+                    "method": r.method,
+                    "source": f"{r.source} {r.table}",
+                    "features": r.features,
+                    "task": task,
+                    "bits": b,
+                    "metric": table.metric,
+                    "mean": v,
+                    "reported": True,
+                }
+            )
     return out
 
 
@@ -457,19 +543,28 @@ def to_csv(table: ComparisonTable) -> str:
 
 
 def to_json(table: ComparisonTable) -> str:
-    doc = {"dataset": table.dataset, "metric": table.metric,
-           "version": None if table.version is None else {"protocol": table.version.protocol,
-                                                          "split_seed": table.version.split_seed,
-                                                          "content_hash": table.version.content_hash},
-           "rows": to_rows(table), "notes": notes(table)}
+    doc = {
+        "dataset": table.dataset,
+        "metric": table.metric,
+        "version": None
+        if table.version is None
+        else {
+            "protocol": table.version.protocol,
+            "split_seed": table.version.split_seed,
+            "content_hash": table.version.content_hash,
+        },
+        "rows": to_rows(table),
+        "notes": notes(table),
+    }
     return json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
 
 
 FORMATTERS = {"md": to_markdown, "csv": to_csv, "json": to_json}
 
 
-def print_comparison(results: str | Path, dataset: str, reported: bool = False, console: Any = None,
-                     **options: Any) -> None:
+def print_comparison(
+    results: str | Path, dataset: str, reported: bool = False, console: Any = None, **options: Any
+) -> None:
     """Print one dataset's table (used by ``cmh reproduce`` after its runs)."""
     from rich.console import Console
 

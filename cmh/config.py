@@ -65,9 +65,7 @@ def _coerce(name: str, value: Any, tp: Any) -> Any:
                 return int(float(value)) if float(value).is_integer() else int(value)
             return tp(value)
         except (TypeError, ValueError):
-            raise ConfigError(
-                f"invalid value {value!r} for '{name}': expected {tp.__name__}"
-            ) from None
+            raise ConfigError(f"invalid value {value!r} for '{name}': expected {tp.__name__}") from None
     return value
 
 
@@ -124,7 +122,9 @@ def load_overrides(path: str | Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file '{p}' is not valid YAML ({exc.__class__.__name__}); fix its syntax") from None
+        raise ConfigError(
+            f"config file '{p}' is not valid YAML ({exc.__class__.__name__}); fix its syntax"
+        ) from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file '{p}' must hold a mapping of option: value")
     return data

@@ -34,8 +34,15 @@ _OWNED_SUFFIXES = {".md", ".png", ".csv", ".json"}
 _REGENERATE = "scripts/build_coco_mini.sh && cmh sweep leaderboard && cmh leaderboard"
 
 
-def _mean_curve(table: ComparisonTable, records_by_path: dict[str, dict[str, Any]], method: str, task: str,
-                bits: int, key: str, fields: Sequence[str]) -> dict[str, np.ndarray] | None:
+def _mean_curve(
+    table: ComparisonTable,
+    records_by_path: dict[str, dict[str, Any]],
+    method: str,
+    task: str,
+    bits: int,
+    key: str,
+    fields: Sequence[str],
+) -> dict[str, np.ndarray] | None:
     """Seed-averaged curve ``fields`` of ``tasks[task][key]`` over a cell's records (None when absent)."""
     cell = table.cells.get((method, task, bits))
     if cell is None:
@@ -49,8 +56,14 @@ def _mean_curve(table: ComparisonTable, records_by_path: dict[str, dict[str, Any
     return {f: np.mean([np.asarray(c[f], dtype=float) for c in curves], axis=0) for f in fields}
 
 
-def _curves(table: ComparisonTable, records_by_path: dict[str, dict[str, Any]], bits: int, key: str, x: str,
-            y: Sequence[str]) -> dict[str, dict[str, dict[str, np.ndarray]]]:
+def _curves(
+    table: ComparisonTable,
+    records_by_path: dict[str, dict[str, Any]],
+    bits: int,
+    key: str,
+    x: str,
+    y: Sequence[str],
+) -> dict[str, dict[str, dict[str, np.ndarray]]]:
     """``{task: {method: {field: values}}}`` for every method with the curve at ``bits``."""
     out: dict[str, dict[str, dict[str, np.ndarray]]] = {}
     for task in TASKS:
@@ -76,8 +89,15 @@ def _fmt_num(v: float) -> str:
     return str(int(v)) if float(v).is_integer() else f"{v:.6f}"
 
 
-def _plot(curves: dict[str, dict[str, dict[str, np.ndarray]]], x: str, y: str, title: str, xlabel: str,
-          ylabel: str, logx: bool = False) -> bytes:
+def _plot(
+    curves: dict[str, dict[str, dict[str, np.ndarray]]],
+    x: str,
+    y: str,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    logx: bool = False,
+) -> bytes:
     """One PNG with a panel per task (I→T, T→I), a line per method; deterministic bytes for a matplotlib version."""
     import matplotlib
 
@@ -93,8 +113,16 @@ def _plot(curves: dict[str, dict[str, dict[str, np.ndarray]]], x: str, y: str, t
                 c = curves.get(task, {}).get(m)
                 if c is None:
                     continue
-                ax.plot(c[x], c[y], marker=markers[i % len(markers)], markersize=3.5, linewidth=1.2, label=m,
-                        color=f"C{i % 10}", linestyle="-" if i < 10 else "--")
+                ax.plot(
+                    c[x],
+                    c[y],
+                    marker=markers[i % len(markers)],
+                    markersize=3.5,
+                    linewidth=1.2,
+                    label=m,
+                    color=f"C{i % 10}",
+                    linestyle="-" if i < 10 else "--",
+                )
             ax.set_title(TASK_TITLES[task])
             ax.set_xlabel(xlabel)
             ax.set_ylabel(ylabel)
@@ -139,13 +167,21 @@ def _sources(table: ComparisonTable, out_dir: Path) -> str:
             cell = table.cells.get((m, "i2t", b))
             if cell is None:
                 continue
-            links = [f"[seed {s}]({p})" for s, p in zip(cell.seeds, relative_paths(cell.paths, out_dir), strict=True)]
+            links = [
+                f"[seed {s}]({p})"
+                for s, p in zip(cell.seeds, relative_paths(cell.paths, out_dir), strict=True)
+            ]
             lines.append(f"| {m} | {b} | {' '.join(links)} |")
     return "\n".join(lines) + "\n"
 
 
-def _dataset_page(table: ComparisonTable, records_by_path: dict[str, dict[str, Any]], results: Path, out_dir: Path,
-                  plots: bool) -> tuple[str, dict[str, bytes]]:
+def _dataset_page(
+    table: ComparisonTable,
+    records_by_path: dict[str, dict[str, Any]],
+    results: Path,
+    out_dir: Path,
+    plots: bool,
+) -> tuple[str, dict[str, bytes]]:
     """The markdown page of one dataset and its figure files (relative path -> bytes)."""
     from cmh.data.catalog import CATALOG
 
@@ -153,29 +189,61 @@ def _dataset_page(table: ComparisonTable, records_by_path: dict[str, dict[str, A
     files: dict[str, bytes] = {}
     v = table.version
     any_rec = records_by_path[next(iter(table.cells.values())).paths[0]]["dataset"] if table.cells else {}
-    dims = (f"image {any_rec.get('image_dim')}-d, text {any_rec.get('text_dim')}-d, "
-            f"{any_rec.get('classes')} classes") if any_rec else ""
+    dims = (
+        (
+            f"image {any_rec.get('image_dim')}-d, text {any_rec.get('text_dim')}-d, "
+            f"{any_rec.get('classes')} classes"
+        )
+        if any_rec
+        else ""
+    )
     parts = [f"# {ds}", ""]
     if ds in CATALOG:
         parts += [CATALOG[ds] + ".", ""]
     if v is not None:
         parts += [f"Dataset version: {v.label()}; {dims}.", ""]
     src = relative_paths([str(results / ds)], out_dir)[0]
-    parts += [f"Generated by `cmh leaderboard` from the records in [{src}]({src}); regenerate all with "
-              f"`{_REGENERATE}`.", "",
-              "## MAP (mAP@all, Hamming ranking)", "", to_markdown(table)]
+    parts += [
+        f"Generated by `cmh leaderboard` from the records in [{src}]({src}); regenerate all with "
+        f"`{_REGENERATE}`.",
+        "",
+        "## MAP (mAP@all, Hamming ranking)",
+        "",
+        to_markdown(table),
+    ]
     fb = _figure_bits(table)
     if fb is not None:
         pr = _curves(table, records_by_path, fb, "pr_radius", "radius", ["precision", "recall"])
         pn = _curves(table, records_by_path, fb, "p_at_n", "n", ["precision"])
         for name, curves, fields, heading, args in (
-            (f"pr_radius_{fb}", pr, ["radius", "precision", "recall"],
-             f"Precision–recall by Hamming radius ({fb} bits)",
-             ("recall", "precision", f"{ds}: precision–recall by Hamming radius 0..{fb}, {fb} bits", "recall",
-              "precision", False)),
-            (f"p_at_n_{fb}", pn, ["n", "precision"], f"Precision at n ({fb} bits)",
-             ("n", "precision", f"{ds}: precision of the top n retrieved, {fb} bits", "n (top retrieved items)",
-              "precision", True)),
+            (
+                f"pr_radius_{fb}",
+                pr,
+                ["radius", "precision", "recall"],
+                f"Precision–recall by Hamming radius ({fb} bits)",
+                (
+                    "recall",
+                    "precision",
+                    f"{ds}: precision–recall by Hamming radius 0..{fb}, {fb} bits",
+                    "recall",
+                    "precision",
+                    False,
+                ),
+            ),
+            (
+                f"p_at_n_{fb}",
+                pn,
+                ["n", "precision"],
+                f"Precision at n ({fb} bits)",
+                (
+                    "n",
+                    "precision",
+                    f"{ds}: precision of the top n retrieved, {fb} bits",
+                    "n (top retrieved items)",
+                    "precision",
+                    True,
+                ),
+            ),
         ):
             if not curves:
                 continue
@@ -185,48 +253,76 @@ def _dataset_page(table: ComparisonTable, records_by_path: dict[str, dict[str, A
                 files[f"{ds}/{name}.png"] = _plot(curves, *args)
             parts += [f"![{heading}]({ds}/{name}.png)", ""]
             parts += [f"Plotted values (mean over seeds): [{name}.csv]({ds}/{name}.csv)", ""]
-    parts += ["## Training cost", "", "Mean over seeds, on the machine named in each record.", "",
-              _cost_table(table, records_by_path),
-              "## Result records behind these numbers", "", _sources(table, out_dir)]
+    parts += [
+        "## Training cost",
+        "",
+        "Mean over seeds, on the machine named in each record.",
+        "",
+        _cost_table(table, records_by_path),
+        "## Result records behind these numbers",
+        "",
+        _sources(table, out_dir),
+    ]
     return "\n".join(parts).rstrip("\n") + "\n", files
 
 
 def _reported_sources(directory: Path) -> list[str]:
     out = []
     for path in sorted(directory.glob("*.csv")):
-        head = [ln.lstrip("# ").strip() for ln in path.read_text(encoding="utf-8").splitlines()[:2]
-                if ln.startswith("#")]
+        head = [
+            ln.lstrip("# ").strip()
+            for ln in path.read_text(encoding="utf-8").splitlines()[:2]
+            if ln.startswith("#")
+        ]
         out.append(f"- `cmh/reported/{path.name}`: {' '.join(head)}")
     return out
 
 
 def _index(tables: list[ComparisonTable], n_records: dict[str, int], reported_dir: Path) -> str:
-    lines = ["# cmh leaderboards", "",
-             "Generated by `cmh leaderboard` from the result records in `results/` and the published numbers "
-             "in `cmh/reported/`; do not edit by hand. CI runs `cmh leaderboard --check`, which fails when this "
-             f"folder is out of date. Re-run every experiment with `{_REGENERATE}` (the grid is "
-             "`cmh/configs/leaderboard.yaml`).", "",
-             "| Dataset | Methods | Records | Bits | Best I→T (32 bits) | Best T→I (32 bits) |",
-             "|:---|---:|---:|:---|:---|:---|"]
+    lines = [
+        "# cmh leaderboards",
+        "",
+        "Generated by `cmh leaderboard` from the result records in `results/` and the published numbers "
+        "in `cmh/reported/`; do not edit by hand. CI runs `cmh leaderboard --check`, which fails when this "
+        f"folder is out of date. Re-run every experiment with `{_REGENERATE}` (the grid is "
+        "`cmh/configs/leaderboard.yaml`).",
+        "",
+        "| Dataset | Methods | Records | Bits | Best I→T (32 bits) | Best T→I (32 bits) |",
+        "|:---|---:|---:|:---|:---|:---|",
+    ]
     for t in tables:
         best = []
         for task in TASKS:
             b = 32 if 32 in t.bits else (max(t.bits) if t.bits else None)
             m = t.best(task, b) if b is not None else None
-            best.append(f"{m} {t.cells[m, task, b].mean:.4f}" + ("" if b == 32 else f" ({b} bits)") if m else "–")
-        lines.append(f"| [{t.dataset}]({t.dataset}.md) | {len(t.methods)} | {n_records[t.dataset]} | "
-                     f"{', '.join(map(str, t.bits))} | {best[0]} | {best[1]} |")
-    lines += ["", "Metric definitions and the protocol: `docs/metrics.md`. Published numbers shown beside cmh's:", ""]
+            best.append(
+                f"{m} {t.cells[m, task, b].mean:.4f}" + ("" if b == 32 else f" ({b} bits)") if m else "–"
+            )
+        lines.append(
+            f"| [{t.dataset}]({t.dataset}.md) | {len(t.methods)} | {n_records[t.dataset]} | "
+            f"{', '.join(map(str, t.bits))} | {best[0]} | {best[1]} |"
+        )
+    lines += [
+        "",
+        "Metric definitions and the protocol: `docs/metrics.md`. Published numbers shown beside cmh's:",
+        "",
+    ]
     lines += _reported_sources(reported_dir)
     return "\n".join(lines) + "\n"
 
 
-def generate(results: str | Path, out_dir: str | Path = "leaderboards", plots: bool = True,
-             reported_dir: str | Path = REPORTED_DIR) -> tuple[dict[str, bytes], list[str]]:
+def generate(
+    results: str | Path,
+    out_dir: str | Path = "leaderboards",
+    plots: bool = True,
+    reported_dir: str | Path = REPORTED_DIR,
+) -> tuple[dict[str, bytes], list[str]]:
     """Every leaderboard file as ``{relative path: bytes}``, plus notes (skipped records)."""
     out_dir = Path(out_dir)
     if not Path(results).is_dir():
-        raise CMHError(f"results folder '{results}' not found; run `cmh sweep leaderboard` or pass --results DIR")
+        raise CMHError(
+            f"results folder '{results}' not found; run `cmh sweep leaderboard` or pass --results DIR"
+        )
     records, skipped = load_records(results)
     notes = [f"skipped {p}: {why}" for p, why in skipped]
     by_path = {r["_path"]: r for r in records}
@@ -243,24 +339,32 @@ def generate(results: str | Path, out_dir: str | Path = "leaderboards", plots: b
         import matplotlib
 
         pngs = sorted(k for k in files if k.endswith(".png"))
-        files[PLOTS_MANIFEST] = (json.dumps({"matplotlib": matplotlib.__version__, "plots": pngs}, indent=1)
-                                 + "\n").encode()
+        files[PLOTS_MANIFEST] = (
+            json.dumps({"matplotlib": matplotlib.__version__, "plots": pngs}, indent=1) + "\n"
+        ).encode()
     return files, notes
 
 
 def _existing(out_dir: Path) -> dict[str, Path]:
     if not out_dir.is_dir():
         return {}
-    return {p.relative_to(out_dir).as_posix(): p for p in sorted(out_dir.rglob("*"))
-            if p.is_file() and p.suffix in _OWNED_SUFFIXES}
+    return {
+        p.relative_to(out_dir).as_posix(): p
+        for p in sorted(out_dir.rglob("*"))
+        if p.is_file() and p.suffix in _OWNED_SUFFIXES
+    }
 
 
-def write_leaderboard(results: str | Path, out_dir: str | Path = "leaderboards") -> tuple[list[str], list[str]]:
+def write_leaderboard(
+    results: str | Path, out_dir: str | Path = "leaderboards"
+) -> tuple[list[str], list[str]]:
     """Regenerate ``out_dir``; returns (changed relative paths, notes). Stale owned files are removed."""
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise CMHError("cmh leaderboard draws plots with matplotlib; install it: pip install 'cmh[plot]'") from None
+        raise CMHError(
+            "cmh leaderboard draws plots with matplotlib; install it: pip install 'cmh[plot]'"
+        ) from None
     out_dir = Path(out_dir)
     files, notes = generate(results, out_dir)
     old = _existing(out_dir)
@@ -283,7 +387,9 @@ def write_leaderboard(results: str | Path, out_dir: str | Path = "leaderboards")
     return changed, notes
 
 
-def check_leaderboard(results: str | Path, out_dir: str | Path = "leaderboards") -> tuple[list[str], list[str]]:
+def check_leaderboard(
+    results: str | Path, out_dir: str | Path = "leaderboards"
+) -> tuple[list[str], list[str]]:
     """What regeneration would change, without writing: (problems, notes). Empty problems = up to date."""
     out_dir = Path(out_dir)
     try:
@@ -299,8 +405,11 @@ def check_leaderboard(results: str | Path, out_dir: str | Path = "leaderboards")
     compare_pngs = installed is not None and committed in (None, installed)
     files, notes = generate(results, out_dir, plots=installed is not None)
     if not compare_pngs:
-        why = "matplotlib is not installed" if installed is None else (
-            f"the plots were drawn with matplotlib {committed}, this is {installed}")
+        why = (
+            "matplotlib is not installed"
+            if installed is None
+            else (f"the plots were drawn with matplotlib {committed}, this is {installed}")
+        )
         notes.append(f"PNG bytes not compared ({why}); their plotted values (CSV) were compared exactly")
         files = {k: v for k, v in files.items() if not k.endswith(".png") and k != PLOTS_MANIFEST}
         old = {k: v for k, v in old.items() if not k.endswith(".png") and k != PLOTS_MANIFEST}

@@ -74,7 +74,9 @@ def load_record(path: str | Path) -> dict[str, Any]:
     return record
 
 
-def load_records(root: str | Path | Iterable[str | Path]) -> tuple[list[dict[str, Any]], list[tuple[Path, str]]]:
+def load_records(
+    root: str | Path | Iterable[str | Path],
+) -> tuple[list[dict[str, Any]], list[tuple[Path, str]]]:
     """All records under ``root`` (a folder, or several), sorted by path; plus ``(path, reason)`` per skipped file."""
     roots = [root] if isinstance(root, (str, Path)) else list(root)
     records: list[dict[str, Any]] = []
@@ -92,8 +94,12 @@ def git_commit() -> str | None:
     """The current commit of the cmh source tree, when it is a git checkout."""
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True, text=True,
-            timeout=5, check=False,
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return None

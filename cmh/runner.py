@@ -26,9 +26,13 @@ def check_codes(codes: Any, n: int, bits: int, who: str) -> np.ndarray:
     """Make sure a method returned ±1 codes of shape (n, bits); return them as int8."""
     arr = np.asarray(codes)
     if arr.shape != (n, bits):
-        raise CMHError(f"{who} returned codes of shape {arr.shape}, expected ({n}, {bits}); fix the method's encoder")
+        raise CMHError(
+            f"{who} returned codes of shape {arr.shape}, expected ({n}, {bits}); fix the method's encoder"
+        )
     if not np.all((arr == 1) | (arr == -1)):
-        raise CMHError(f"{who} returned codes outside {{-1, +1}}; map them with cmh.sign_codes (sign(0) = +1)")
+        raise CMHError(
+            f"{who} returned codes outside {{-1, +1}}; map them with cmh.sign_codes (sign(0) = +1)"
+        )
     return arr.astype(np.int8, copy=False)
 
 
@@ -37,7 +41,9 @@ def encode_part(method: HashMethod, dataset: CrossModalDataset, part: str) -> di
     pairs = dataset.part(part)
     who = f"{method.name}.encode"
     return {
-        "image": check_codes(method.encode_image(method.image_input(pairs)), len(pairs), method.bits, who + "_image"),
+        "image": check_codes(
+            method.encode_image(method.image_input(pairs)), len(pairs), method.bits, who + "_image"
+        ),
         "text": check_codes(method.encode_text(pairs.text), len(pairs), method.bits, who + "_text"),
     }
 

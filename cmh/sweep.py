@@ -64,7 +64,9 @@ def load_grid(path: str | Path) -> dict[str, Any]:
     try:
         grid = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise CMHError(f"grid '{path}' is not valid YAML ({exc.__class__.__name__}); fix its syntax") from None
+        raise CMHError(
+            f"grid '{path}' is not valid YAML ({exc.__class__.__name__}); fix its syntax"
+        ) from None
     if not isinstance(grid.get("runs"), list):
         raise CMHError(f"grid '{path}' needs a 'runs' list (see cmh/sweep.py for the format)")
     return grid
@@ -90,11 +92,15 @@ def load_grid_dataset(grid: dict[str, Any], name: str) -> Any:
     except DataError as exc:
         prepare = ((grid.get("datasets") or {}).get(name) or {}).get("prepare")
         if prepare:
-            raise DataError(f"{exc}; build it first with `{prepare}` (or leave it out: --datasets ...)") from None
+            raise DataError(
+                f"{exc}; build it first with `{prepare}` (or leave it out: --datasets ...)"
+            ) from None
         raise
 
 
-def plan(grid: dict[str, Any], methods: list[str] | None = None, datasets: list[str] | None = None) -> Iterator[PlannedRun]:
+def plan(
+    grid: dict[str, Any], methods: list[str] | None = None, datasets: list[str] | None = None
+) -> Iterator[PlannedRun]:
     """Every run of the grid, optionally restricted to some methods/datasets."""
     for block in grid["runs"]:
         for ds, m, bits, seed in itertools.product(

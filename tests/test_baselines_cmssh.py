@@ -49,8 +49,12 @@ def test_deterministic_under_seed(synthetic_small):
 def test_beats_random_codes(fitted, synthetic_small):
     q, db = synthetic_small.part("query"), synthetic_small.part("database")
     rng = np.random.default_rng(0)
-    rand = _map(np.where(rng.random((len(q), 16)) < 0.5, 1, -1), np.where(rng.random((len(db), 16)) < 0.5, 1, -1),
-                q.labels, db.labels)
+    rand = _map(
+        np.where(rng.random((len(q), 16)) < 0.5, 1, -1),
+        np.where(rng.random((len(db), 16)) < 0.5, 1, -1),
+        q.labels,
+        db.labels,
+    )
     i2t = _map(fitted.encode_image(q.image), fitted.encode_text(db.text), q.labels, db.labels)
     t2i = _map(fitted.encode_text(q.text), fitted.encode_image(db.image), q.labels, db.labels)
     assert i2t > rand + 0.05 and t2i > rand + 0.05, (i2t, t2i, rand)
@@ -92,7 +96,8 @@ def test_threshold_search_is_exact_on_grid():
     qs = np.linspace(0.025, 0.975, 16)
     best = max(
         float((ws * np.where(u - ua >= 0, 1, -1) * np.where(v - vb >= 0, 1, -1)).sum())
-        for ua in np.quantile(u, qs) for vb in np.quantile(v, qs)
+        for ua in np.quantile(u, qs)
+        for vb in np.quantile(v, qs)
     )
     assert r == pytest.approx(best)
 

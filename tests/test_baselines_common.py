@@ -51,8 +51,10 @@ def load_wikipedia(root) -> CrossModalDataset:
     return load_dataset("wikipedia", root / "wikipedia")
 
 
-params = [pytest.param(m, marks=pytest.mark.skipif(not registered(m), reason=f"{m} not registered yet"))
-          for m in METHODS]
+params = [
+    pytest.param(m, marks=pytest.mark.skipif(not registered(m), reason=f"{m} not registered yet"))
+    for m in METHODS
+]
 
 
 @pytest.mark.parametrize("name", params)
@@ -242,8 +244,26 @@ def test_bench_baselines_runs_every_requested_method(tmp_path):
     out = tmp_path / "bench.json"
     p = argparse.ArgumentParser()
     bench.add_arguments(p)
-    args = p.parse_args(["--methods", "cvh,stmh", "--n", "300", "--image-dim", "32", "--text-dim", "20",
-                         "--classes", "5", "--bits", "16", "--encode-n", "700", "--json", str(out)])
+    args = p.parse_args(
+        [
+            "--methods",
+            "cvh,stmh",
+            "--n",
+            "300",
+            "--image-dim",
+            "32",
+            "--text-dim",
+            "20",
+            "--classes",
+            "5",
+            "--bits",
+            "16",
+            "--encode-n",
+            "700",
+            "--json",
+            str(out),
+        ]
+    )
     assert bench.run(args) == 0
     rows = json.loads(out.read_text())["results"]
     assert [r["method"] for r in rows] == ["cvh", "stmh"]

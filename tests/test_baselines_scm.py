@@ -59,7 +59,9 @@ def test_database_centred_with_train_means(name, synthetic_small):
     db = synthetic_small.part("database")
     one = m.encode_image(db.image[5:6])
     np.testing.assert_array_equal(one, m.encode_image(db.image)[5:6])
-    np.testing.assert_allclose(m.mean_image, synthetic_small.part("train").image.mean(0), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        m.mean_image, synthetic_small.part("train").image.mean(0), rtol=1e-4, atol=1e-6
+    )
 
 
 def test_orth_warns_about_label_rank(synthetic_small):

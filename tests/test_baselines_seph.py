@@ -18,7 +18,9 @@ SMALL = {"sample_size": 300, "anchors": 100, "kl_iters": 60, "klr_iters": 60, "k
 @pytest.fixture(scope="module")
 def fitted(synthetic_small):
     train = synthetic_small.part("train")
-    return {name: create_method(name, bits=16, seed=0, **SMALL).fit(train) for name in ("seph-rnd", "seph-km")}
+    return {
+        name: create_method(name, bits=16, seed=0, **SMALL).fit(train) for name in ("seph-rnd", "seph-km")
+    }
 
 
 @pytest.mark.parametrize("name", ["seph-rnd", "seph-km"])
@@ -56,8 +58,12 @@ def test_beats_random_codes(fitted, synthetic_small, name):
     m = fitted[name]
     q, db = synthetic_small.part("query"), synthetic_small.part("database")
     rng = np.random.default_rng(0)
-    rand = _map(np.where(rng.random((len(q), 16)) < 0.5, 1, -1), np.where(rng.random((len(db), 16)) < 0.5, 1, -1),
-                q.labels, db.labels)
+    rand = _map(
+        np.where(rng.random((len(q), 16)) < 0.5, 1, -1),
+        np.where(rng.random((len(db), 16)) < 0.5, 1, -1),
+        q.labels,
+        db.labels,
+    )
     i2t = _map(m.encode_image(q.image), m.encode_text(db.text), q.labels, db.labels)
     t2i = _map(m.encode_text(q.text), m.encode_image(db.image), q.labels, db.labels)
     assert i2t > rand + 0.05 and t2i > rand + 0.05, (i2t, t2i, rand)
@@ -97,7 +103,9 @@ def test_kernel_logistic_regression_separates():
     rng = np.random.default_rng(0)
     phi = torch.from_numpy(rng.random((200, 20)).astype(np.float32))
     w_true = rng.standard_normal((20, 3))
-    t = torch.from_numpy(np.where(phi.numpy() @ w_true >= np.median(phi.numpy() @ w_true, 0), 1.0, -1.0)).float()
+    t = torch.from_numpy(
+        np.where(phi.numpy() @ w_true >= np.median(phi.numpy() @ w_true, 0), 1.0, -1.0)
+    ).float()
     w = fit_kernel_logistic(phi, torch.eye(20), t, reg=1e-3, iters=100)
     acc = (np.sign((phi @ w).numpy()) == t.numpy()).mean()
     assert acc > 0.9

@@ -124,5 +124,7 @@ def test_python_dash_m_entry_point():
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-m", "cmh", "list", "methods"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "cmh", "list", "methods"], capture_output=True, text=True, check=True
+    )
     assert "registered methods" in out.stdout

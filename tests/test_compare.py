@@ -20,21 +20,51 @@ from cmh.results import load_records, write_record
 REPO = Path(__file__).resolve().parents[1]
 
 
-def fake_record(method: str, bits: int, seed: int, ap_i2t: np.ndarray, ap_t2i: np.ndarray,
-                dataset: str = "toy", content_hash: str = "abc123", protocol: str = "random") -> dict:
+def fake_record(
+    method: str,
+    bits: int,
+    seed: int,
+    ap_i2t: np.ndarray,
+    ap_t2i: np.ndarray,
+    dataset: str = "toy",
+    content_hash: str = "abc123",
+    protocol: str = "random",
+) -> dict:
     """A schema-1 record whose metrics are derived from the given per-query APs (curves kept tiny)."""
+
     def task(ap: np.ndarray) -> dict:
-        return {"map": float(ap.mean()), "map_tie_avg": float(ap.mean()) - 0.01, "ap_per_query": ap.tolist(),
-                "p_r2": 0.5, "pr_radius": {"radius": list(range(bits + 1)),
-                                          "precision": np.linspace(0.9, 0.3, bits + 1).tolist(),
-                                          "recall": np.linspace(0.0, 1.0, bits + 1).tolist()},
-                "p_at_n": {"n": [1, 10, 100], "precision": [0.9, 0.7, 0.5]}}
-    return {"schema": 1, "method": method, "bits": bits, "seed": seed,
-            "dataset": {"name": dataset, "protocol": protocol, "split_seed": 0, "content_hash": content_hash,
-                        "sizes": {"query": len(ap_i2t), "database": 100, "train": 100}, "image_dim": 8,
-                        "text_dim": 4, "classes": 3},
-            "tasks": {"i2t": task(ap_i2t), "t2i": task(ap_t2i)},
-            "timings": {"fit_s": 1.0 + seed, "encode_s": 0.1, "evaluate_s": 0.1}, "peak_rss_mb": 100.0 + seed}
+        return {
+            "map": float(ap.mean()),
+            "map_tie_avg": float(ap.mean()) - 0.01,
+            "ap_per_query": ap.tolist(),
+            "p_r2": 0.5,
+            "pr_radius": {
+                "radius": list(range(bits + 1)),
+                "precision": np.linspace(0.9, 0.3, bits + 1).tolist(),
+                "recall": np.linspace(0.0, 1.0, bits + 1).tolist(),
+            },
+            "p_at_n": {"n": [1, 10, 100], "precision": [0.9, 0.7, 0.5]},
+        }
+
+    return {
+        "schema": 1,
+        "method": method,
+        "bits": bits,
+        "seed": seed,
+        "dataset": {
+            "name": dataset,
+            "protocol": protocol,
+            "split_seed": 0,
+            "content_hash": content_hash,
+            "sizes": {"query": len(ap_i2t), "database": 100, "train": 100},
+            "image_dim": 8,
+            "text_dim": 4,
+            "classes": 3,
+        },
+        "tasks": {"i2t": task(ap_i2t), "t2i": task(ap_t2i)},
+        "timings": {"fit_s": 1.0 + seed, "encode_s": 0.1, "evaluate_s": 0.1},
+        "peak_rss_mb": 100.0 + seed,
+    }
 
 
 @pytest.fixture()
@@ -74,13 +104,18 @@ def test_metric_choice_and_unknown_metric(results: Path) -> None:
     t = build_table(records, "toy", metric="map_tie_avg", methods=["good"], bits=[32])
     assert t.columns == [("i2t", 32), ("t2i", 32)]
     assert t.cells["good", "i2t", 32].mean == pytest.approx(
-        np.mean([r["tasks"]["i2t"]["map_tie_avg"] for r in records if r["method"] == "good" and r["bits"] == 32]))
+        np.mean(
+            [r["tasks"]["i2t"]["map_tie_avg"] for r in records if r["method"] == "good" and r["bits"] == 32]
+        )
+    )
     with pytest.raises(CMHError, match="did you mean 'map_tie_avg'"):
         build_table(records, "toy", metric="map_tie_avgg")
 
 
 def test_versions_are_never_mixed(results: Path) -> None:
-    write_record(fake_record("other", 16, 0, np.full(60, 0.9), np.full(60, 0.9), content_hash="zzz999"), results)
+    write_record(
+        fake_record("other", 16, 0, np.full(60, 0.9), np.full(60, 0.9), content_hash="zzz999"), results
+    )
     records, _ = load_records(results)
     t = build_table(records, "toy")
     assert "other" not in t.methods
@@ -184,4 +219,6 @@ def test_committed_leaderboards_are_up_to_date(tmp_path: Path) -> None:
     if not (REPO / "results").is_dir():
         pytest.skip("no committed results/ yet")
     problems, notes = check_leaderboard(REPO / "results", REPO / "leaderboards")
-    assert problems == [], "leaderboards/ is out of date; run `cmh leaderboard` and commit:\n" + "\n".join(problems)
+    assert problems == [], "leaderboards/ is out of date; run `cmh leaderboard` and commit:\n" + "\n".join(
+        problems
+    )

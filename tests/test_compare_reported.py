@@ -35,7 +35,9 @@ def test_reported_ssah_complete_and_cited() -> None:
 
 
 def test_reported_ssah_spot_values() -> None:
-    rows = {(r["table"], r["dataset"], r["task"], r["method"], int(r["bits"])): float(r["map"]) for r in _rows()}
+    rows = {
+        (r["table"], r["dataset"], r["task"], r["method"], int(r["bits"])): float(r["map"]) for r in _rows()
+    }
     assert rows[("table2", "mirflickr25k", "i2t", "ssah", 16)] == 0.782
     assert rows[("table2", "mscoco", "t2i", "dcmh", 64)] == 0.505
     assert rows[("table3", "nuswide", "t2i", "scm", 64)] == 0.597
@@ -45,9 +47,10 @@ DCMH_TABLES = {"table3": "handcrafted", "table4": "cnn-f"}
 DCMH_DATASETS = ("mirflickr25k", "iapr-tc12", "nuswide")
 DCMH_METHODS = ("dcmh", "seph-rnd", "stmh", "scm", "cmfh", "cca")
 #: cells of DCMH Table 4 (T->I) that the source text did not contain; also named in the CSV header
-DCMH_MISSING = {("table4", ds, "t2i", "cmfh", b) for ds, b in
-                [("iapr-tc12", 32), ("iapr-tc12", 64), ("nuswide", 16), ("nuswide", 32), ("nuswide", 64)]} | {
-               ("table4", ds, "t2i", "cca", b) for ds in DCMH_DATASETS for b in (16, 32, 64)}
+DCMH_MISSING = {
+    ("table4", ds, "t2i", "cmfh", b)
+    for ds, b in [("iapr-tc12", 32), ("iapr-tc12", 64), ("nuswide", 16), ("nuswide", 32), ("nuswide", 64)]
+} | {("table4", ds, "t2i", "cca", b) for ds in DCMH_DATASETS for b in (16, 32, 64)}
 
 
 def _dcmh() -> dict[tuple[str, str, str, str, int], float]:
@@ -88,7 +91,9 @@ def test_reported_dcmh_spot_values() -> None:
     assert rows[("table3", "mirflickr25k", "i2t", "dcmh", 16)] == 0.7410
     assert rows[("table3", "iapr-tc12", "t2i", "dcmh", 64)] == 0.5468
     assert rows[("table3", "nuswide", "i2t", "cca", 64)] == 0.3282
-    assert rows[("table4", "nuswide", "i2t", "seph-rnd", 64)] == 0.6211  # SePH beats DCMH here (CNN-F features)
+    assert (
+        rows[("table4", "nuswide", "i2t", "seph-rnd", 64)] == 0.6211
+    )  # SePH beats DCMH here (CNN-F features)
     assert rows[("table4", "mirflickr25k", "i2t", "cca", 16)] == 0.5719
     assert rows[("table4", "iapr-tc12", "t2i", "scm", 32)] == 0.3410
 

@@ -12,8 +12,11 @@ from cmh.errors import DataError
 
 def _arrays(n=20, seed=0):
     rng = np.random.default_rng(seed)
-    return (rng.random((n, 5)).astype(np.float32), rng.random((n, 4)).astype(np.float32),
-            one_hot(rng.integers(0, 3, n), 3))
+    return (
+        rng.random((n, 5)).astype(np.float32),
+        rng.random((n, 4)).astype(np.float32),
+        one_hot(rng.integers(0, 3, n), 3),
+    )
 
 
 def _make(image, text, labels, split=None):

@@ -13,7 +13,11 @@ from cmh.data.catalog import load_dataset
 from cmh.data.loaders import default_split, load_npz, split_from_indices
 from cmh.errors import DataError
 
-PROTOCOL_CASES = [("mirflickr25k", 20015, 2000, 10000), ("nus-wide", 190421, 2100, 10500), ("coco", 85000, 5000, 10000)]
+PROTOCOL_CASES = [
+    ("mirflickr25k", 20015, 2000, 10000),
+    ("nus-wide", 190421, 2100, 10500),
+    ("coco", 85000, 5000, 10000),
+]
 
 
 @pytest.mark.parametrize("protocol, n, n_query, n_train", PROTOCOL_CASES)
@@ -32,7 +36,9 @@ def test_protocol_sizes_disjoint_and_seeded(protocol, n, n_query, n_train):
 
 
 def test_split_seed_reaches_random_protocols(shared_data, tmp_path):
-    np.save(tmp_path / "f.npy", np.zeros((20015, 2), np.float32) + np.arange(20015, dtype=np.float32)[:, None])
+    np.save(
+        tmp_path / "f.npy", np.zeros((20015, 2), np.float32) + np.arange(20015, dtype=np.float32)[:, None]
+    )
     kw = {"image_features": tmp_path / "f.npy"}
     a = load_dataset("mirflickr25k", shared_data / "mirflickr25k", split_seed=11, **kw)
     b = load_dataset("mirflickr25k", shared_data / "mirflickr25k", split_seed=11, **kw)
@@ -91,8 +97,19 @@ def test_cli_convert_round_trip(shared_data, tmp_path, capsys):
     feats = tmp_path / "feats.npy"
     np.save(feats, np.random.default_rng(0).random((20015, 8), dtype=np.float32))
     out = tmp_path / "out" / "mf.npz"
-    args = ["data", "convert", str(shared_data / "mirflickr25k"), "--dataset", "mirflickr25k",
-            "--image-features", str(feats), "--split-seed", "4", "--out", str(out)]
+    args = [
+        "data",
+        "convert",
+        str(shared_data / "mirflickr25k"),
+        "--dataset",
+        "mirflickr25k",
+        "--image-features",
+        str(feats),
+        "--split-seed",
+        "4",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     capsys.readouterr()
     ref = load_dataset("mirflickr25k", shared_data / "mirflickr25k", split_seed=4, image_features=feats)
@@ -110,7 +127,9 @@ def test_cli_convert_round_trip(shared_data, tmp_path, capsys):
 
 def test_cli_convert_wikipedia_identical(shared_data, tmp_path):
     out = tmp_path / "wiki.npz"
-    assert main(["data", "convert", str(shared_data / "wikipedia" / "raw_features.mat"), "--out", str(out)]) == 0
+    assert (
+        main(["data", "convert", str(shared_data / "wikipedia" / "raw_features.mat"), "--out", str(out)]) == 0
+    )
     ds = load_npz(out)
     ref = load_dataset("wikipedia", shared_data / "wikipedia")
     assert ds.content_hash() == ref.content_hash() and ds.split.protocol == "wikipedia"

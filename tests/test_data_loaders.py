@@ -22,7 +22,9 @@ from cmh.data.loaders import (
 from cmh.data.mat import mat_variables, read_mat, read_mat_slice
 from cmh.errors import DataError
 
-MATLAB_HEADER = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Tue Nov 24 12:00:00 2026 HDF5 schema 1.00 ."
+MATLAB_HEADER = (
+    b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Tue Nov 24 12:00:00 2026 HDF5 schema 1.00 ."
+)
 
 
 def write_mat73(path, arrays, header=True):
@@ -113,8 +115,12 @@ def test_mirflickr_separate_dcmh_files(shared_data, tmp_path):
     one = load_dcmh(folder / "mirflickr25k-lall.mat", image_features=tmp_path / "iall.npy", split_seed=3)
     assert one.content_hash() == ds.content_hash()
     # and the npz copy with the same features gives the same data under the same protocol and seed
-    via_npz = load_dataset("mirflickr25k", folder / "mirflickr25k_text_labels.npz", split_seed=3,
-                           image_features=tmp_path / "iall.npy")
+    via_npz = load_dataset(
+        "mirflickr25k",
+        folder / "mirflickr25k_text_labels.npz",
+        split_seed=3,
+        image_features=tmp_path / "iall.npy",
+    )
     assert via_npz.content_hash() == ds.content_hash()
 
 
@@ -186,7 +192,9 @@ def test_flickr25k_single_file_layout(tmp_path):
     ds = load_dcmh(f, image_features=tmp_path / "feats.npz", image_key="features", protocol=None)
     assert np.array_equal(ds.image, feats)
     # `features` is the default key of a multi-array npz (the layout of `cmh extract image`)
-    assert load_dcmh(f, image_features=tmp_path / "feats.npz", protocol=None).content_hash() == ds.content_hash() and np.array_equal(ds.text, text.astype(np.float32))
+    assert load_dcmh(
+        f, image_features=tmp_path / "feats.npz", protocol=None
+    ).content_hash() == ds.content_hash() and np.array_equal(ds.text, text.astype(np.float32))
     # the same single-file layout with features in `images`
     g = tmp_path / "feat-layout.mat"
     write_mat73(g, {"images": feats.astype(np.float64), "YAll": text, "LAll": labels})
@@ -202,8 +210,13 @@ def test_native_npz_round_trip_dense_and_sparse(tmp_path):
     base = load_dataset(None, _write_native(tmp_path / "a.npz", image, text, labels), split_seed=2)
     assert base.split.protocol == "random" and base.split.seed == 2 and len(base.split.query) == 10
     for sparse in (False, True):
-        ds = base if not sparse else base.__class__(
-            base.name, base.image, sp.csr_matrix(base.text), base.labels, base.split, meta=base.meta)
+        ds = (
+            base
+            if not sparse
+            else base.__class__(
+                base.name, base.image, sp.csr_matrix(base.text), base.labels, base.split, meta=base.meta
+            )
+        )
         out = save_npz(ds, tmp_path / f"out{sparse}.npz", compress=sparse)
         back = load_npz(out)
         assert back.content_hash() == ds.content_hash()
@@ -220,11 +233,21 @@ def _write_native(path, image, text, labels, **extra):
 def test_npz_stored_split_and_image_paths(tmp_path):
     image, text, labels = _toy(n=30)
     paths = np.array([f"img{i}.jpg" for i in range(30)])
-    f = _write_native(tmp_path / "s.npz", image, text, labels, query=np.arange(5), train=np.arange(5, 20),
-                      image_paths=paths, name=np.array("mine"))
+    f = _write_native(
+        tmp_path / "s.npz",
+        image,
+        text,
+        labels,
+        query=np.arange(5),
+        train=np.arange(5, 20),
+        image_paths=paths,
+        name=np.array("mine"),
+    )
     ds = load_npz(f)
     assert ds.name == "mine" and ds.image_paths[3] == "img3.jpg"
-    assert np.array_equal(ds.split.query, np.arange(5)) and np.array_equal(ds.split.database, np.arange(5, 30))
+    assert np.array_equal(ds.split.query, np.arange(5)) and np.array_equal(
+        ds.split.database, np.arange(5, 30)
+    )
     assert np.array_equal(ds.split.train, np.arange(5, 20))
     # a protocol resplit on request
     assert len(load_npz(f, resplit=True, split_seed=1).split.query) == 3
@@ -275,7 +298,9 @@ def test_error_mat_without_expected_variables(tmp_path):
     _one_line_error(lambda: load_dataset(None, f), "expected the Wikipedia layout .* or DCMH")
     g = tmp_path / "v73.mat"
     write_mat73(g, {"XX": np.ones((3, 2))})
-    _one_line_error(lambda: read_mat(g, ["LAll", "YAll"]), "lacks variable\\(s\\) LAll, YAll \\(it has: XX\\)")
+    _one_line_error(
+        lambda: read_mat(g, ["LAll", "YAll"]), "lacks variable\\(s\\) LAll, YAll \\(it has: XX\\)"
+    )
     sio.savemat(tmp_path / "w.mat", {"I_tr": np.ones((3, 2))})
     _one_line_error(lambda: load_wikipedia(tmp_path / "w.mat"), "lacks variable\\(s\\) I_te, T_tr, T_te")
 
@@ -287,10 +312,13 @@ def test_error_row_mismatch(tmp_path):
     sio.savemat(d / "a-yall.mat", {"YAll": text})
     sio.savemat(d / "a-lall.mat", {"LAll": labels})
     np.save(tmp_path / "feats.npy", image[:49])
-    _one_line_error(lambda: load_dcmh(d, image_features=tmp_path / "feats.npy"),
-                    "row counts differ \\(image 49, text 50, labels 50\\)")
-    _one_line_error(lambda: load_npz(_write_native(tmp_path / "m.npz", image, text[:-1], labels)),
-                    "row counts differ")
+    _one_line_error(
+        lambda: load_dcmh(d, image_features=tmp_path / "feats.npy"),
+        "row counts differ \\(image 49, text 50, labels 50\\)",
+    )
+    _one_line_error(
+        lambda: load_npz(_write_native(tmp_path / "m.npz", image, text[:-1], labels)), "row counts differ"
+    )
 
 
 def test_error_nan_and_empty_labels(tmp_path):
@@ -298,12 +326,15 @@ def test_error_nan_and_empty_labels(tmp_path):
     bad = image.copy()
     bad[3, 4] = np.nan
     bad[5, 0] = np.inf
-    _one_line_error(lambda: load_npz(_write_native(tmp_path / "n.npz", bad, text, labels)),
-                    "image features from 'n.npz' contain 2 NaN/inf values")
+    _one_line_error(
+        lambda: load_npz(_write_native(tmp_path / "n.npz", bad, text, labels)),
+        "image features from 'n.npz' contain 2 NaN/inf values",
+    )
     empty = labels.copy()
     empty[[4, 9]] = 0
-    _one_line_error(lambda: load_npz(_write_native(tmp_path / "e.npz", image, text, empty)),
-                    "2 of 50 rows have no label")
+    _one_line_error(
+        lambda: load_npz(_write_native(tmp_path / "e.npz", image, text, empty)), "2 of 50 rows have no label"
+    )
     d = tmp_path / "dcmh"
     d.mkdir()
     sio.savemat(d / "a-yall.mat", {"YAll": text})
@@ -316,18 +347,29 @@ def test_error_nan_and_empty_labels(tmp_path):
 
 def test_error_bad_labels_and_npz_keys(tmp_path):
     image, text, labels = _toy(n=20)
-    _one_line_error(lambda: load_npz(_write_native(tmp_path / "l.npz", image, text, labels * 3)),
-                    "hold values 0, 3; expected 0/1")
+    _one_line_error(
+        lambda: load_npz(_write_native(tmp_path / "l.npz", image, text, labels * 3)),
+        "hold values 0, 3; expected 0/1",
+    )
     np.savez(tmp_path / "other.npz", a=image)
-    _one_line_error(lambda: load_npz(tmp_path / "other.npz"), "not a cmh dataset .npz: it has a but needs labels")
+    _one_line_error(
+        lambda: load_npz(tmp_path / "other.npz"), "not a cmh dataset .npz: it has a but needs labels"
+    )
     np.savez(tmp_path / "tl.npz", text=text, labels=labels)
     _one_line_error(lambda: load_npz(tmp_path / "tl.npz"), "no image features; pass them with image_features")
 
 
 def test_error_overlapping_stored_split(tmp_path):
     image, text, labels = _toy(n=20)
-    f = _write_native(tmp_path / "o.npz", image, text, labels, query=np.arange(5), database=np.arange(3, 20),
-                      train=np.arange(5, 20))
+    f = _write_native(
+        tmp_path / "o.npz",
+        image,
+        text,
+        labels,
+        query=np.arange(5),
+        database=np.arange(3, 20),
+        train=np.arange(5, 20),
+    )
     _one_line_error(lambda: load_npz(f), "query and database overlap")
 
 
@@ -349,7 +391,9 @@ def test_wikipedia_from_tmp_copy_with_bad_list(tmp_path, shared_data):
     _one_line_error(lambda: load_wikipedia(tmp_path), "testset_txt_img_cat.list' is missing beside it")
     lines = (src / "testset_txt_img_cat.list").read_text().splitlines()
     (tmp_path / "testset_txt_img_cat.list").write_text("\n".join(lines[:-1]) + "\n")
-    _one_line_error(lambda: load_wikipedia(tmp_path), "row counts differ \\(I_te 693, T_te 693, labels 692\\)")
+    _one_line_error(
+        lambda: load_wikipedia(tmp_path), "row counts differ \\(I_te 693, T_te 693, labels 692\\)"
+    )
 
 
 def test_one_hot_ids_via_read_array(tmp_path):
@@ -361,11 +405,16 @@ def test_one_hot_ids_via_read_array(tmp_path):
 def test_dcmh_folder_with_two_datasets(tmp_path):
     a_img, a_txt, a_lab = _toy(n=30, seed=1)
     b_img, b_txt, b_lab = _toy(n=40, seed=2)
-    for prefix, (img, txt, lab) in (("mirflickr25k", (a_img, a_txt, a_lab)), ("nus-wide-tc10", (b_img, b_txt, b_lab))):
+    for prefix, (img, txt, lab) in (
+        ("mirflickr25k", (a_img, a_txt, a_lab)),
+        ("nus-wide-tc10", (b_img, b_txt, b_lab)),
+    ):
         sio.savemat(tmp_path / f"{prefix}-iall.mat", {"IAll": img})
         sio.savemat(tmp_path / f"{prefix}-yall.mat", {"YAll": txt})
         sio.savemat(tmp_path / f"{prefix}-lall.mat", {"LAll": lab})
-    _one_line_error(lambda: load_dcmh(tmp_path, protocol=None), "several files hold the image .*; point --data at one")
+    _one_line_error(
+        lambda: load_dcmh(tmp_path, protocol=None), "several files hold the image .*; point --data at one"
+    )
     a = load_dcmh(tmp_path / "mirflickr25k-lall.mat", protocol=None)
     b = load_dcmh(tmp_path / "nus-wide-tc10-yall.mat", protocol=None)
     assert a.n == 30 and np.array_equal(a.labels, a_lab) and np.array_equal(a.image, a_img.astype(np.float32))

@@ -19,7 +19,11 @@ def files(tmp_path):
     n = 200
     image = rng.random((n, 16), dtype=np.float32)
     text = sp.random(n, 50, density=0.1, format="csr", random_state=1, dtype=np.float32)
-    text = (text + sp.csr_matrix((np.ones(n), (np.arange(n), rng.integers(0, 50, n))), shape=(n, 50))).tocsr().astype(np.float32)
+    text = (
+        (text + sp.csr_matrix((np.ones(n), (np.arange(n), rng.integers(0, 50, n))), shape=(n, 50)))
+        .tocsr()
+        .astype(np.float32)
+    )
     labels = (rng.random((n, 6)) < 0.3).astype(np.uint8)
     labels[np.arange(n), rng.integers(0, 6, n)] = 1
     d = tmp_path / "data"
@@ -66,11 +70,20 @@ def test_spec_index_files_and_class_ids(files):
     np.save(tmp / "data" / "ids.npy", labels.argmax(1) + 1)
     np.savetxt(tmp / "q.txt", np.arange(10), fmt="%d")
     np.save(tmp / "t.npy", np.arange(10, 60))
-    spec = write_spec(tmp, {**BASE, "labels": {"path": "data/ids.npy", "base": 1},
-                            "split": {"query": "q.txt", "train": "t.npy"}, "class_names": list("abcdef")})
+    spec = write_spec(
+        tmp,
+        {
+            **BASE,
+            "labels": {"path": "data/ids.npy", "base": 1},
+            "split": {"query": "q.txt", "train": "t.npy"},
+            "class_names": list("abcdef"),
+        },
+    )
     ds = load_spec(spec)
     assert np.array_equal(ds.labels.argmax(1), labels.argmax(1)) and ds.labels.sum() == 200
-    assert np.array_equal(ds.split.query, np.arange(10)) and np.array_equal(ds.split.database, np.arange(10, 200))
+    assert np.array_equal(ds.split.query, np.arange(10)) and np.array_equal(
+        ds.split.database, np.arange(10, 200)
+    )
     assert np.array_equal(ds.split.train, np.arange(10, 60)) and ds.meta["class_names"][5] == "f"
 
 
@@ -101,19 +114,29 @@ def test_coco_mini_style_spec(tmp_path):
     labels = np.zeros((n, 80), np.uint8)
     labels[np.arange(n), rng.integers(0, 80, n)] = 1
     text = (rng.random((n, 30)) < 0.2).astype(np.float32)
-    np.savez(tmp_path / "coco_mini.npz", name=np.array("coco_mini"), image=rng.random((n, 8), dtype=np.float32),
-             text=text, labels=labels)
+    np.savez(
+        tmp_path / "coco_mini.npz",
+        name=np.array("coco_mini"),
+        image=rng.random((n, 8), dtype=np.float32),
+        text=text,
+        labels=labels,
+    )
     keys = [f"images/{i:012d}.jpg" for i in range(n)]
     (tmp_path / "coco_mini.images.txt").write_text("".join(k + "\n" for k in keys))
-    write_spec(tmp_path, {
-        "name": "coco_mini", "description": "test",
-        "image": {"path": "coco_mini.npz", "key": "image"},
-        "text": {"path": "coco_mini.npz", "key": "text"},
-        "labels": {"path": "coco_mini.npz", "key": "labels"},
-        "split": {"query": 10, "train": 30, "seed": 0},
-        "image_paths": {"path": "coco_mini.images.txt", "root": "/data/coco"},
-        "class_names": [f"c{i}" for i in range(80)],
-    }, name="cmh.yaml")
+    write_spec(
+        tmp_path,
+        {
+            "name": "coco_mini",
+            "description": "test",
+            "image": {"path": "coco_mini.npz", "key": "image"},
+            "text": {"path": "coco_mini.npz", "key": "text"},
+            "labels": {"path": "coco_mini.npz", "key": "labels"},
+            "split": {"query": 10, "train": 30, "seed": 0},
+            "image_paths": {"path": "coco_mini.images.txt", "root": "/data/coco"},
+            "class_names": [f"c{i}" for i in range(80)],
+        },
+        name="cmh.yaml",
+    )
     ds = load_dataset("coco_mini", tmp_path, split_seed=1)
     assert ds.name == "coco_mini" and ds.n == n and ds.image_paths[0] == "/data/coco/images/000000000000.jpg"
     assert (len(ds.split.query), len(ds.split.train), len(ds.split.database)) == (10, 30, 30)
@@ -131,7 +154,10 @@ def test_coco_mini_style_spec(tmp_path):
     [
         ({"lables": {"path": "x"}}, "unknown field 'lables' \\(did you mean 'labels'\\?\\)"),
         ({"text": None}, "'text' needs a file"),
-        ({"labels": {"path": "data/labels.mat", "key": "Labels"}}, "lacks variable\\(s\\) Labels \\(it has: LAll\\)"),
+        (
+            {"labels": {"path": "data/labels.mat", "key": "Labels"}},
+            "lacks variable\\(s\\) Labels \\(it has: LAll\\)",
+        ),
         ({"image": {"path": "data/missing.npy"}}, "image file '.*missing.npy' does not exist"),
         ({"split": {"protocol": "mirflicker"}}, "did you mean 'mirflickr25k'"),
         ({"split": {"query": 500, "train": 10}}, "query size 500 leaves no database rows"),

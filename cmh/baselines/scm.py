@@ -182,7 +182,9 @@ class SCMOrth(_SCM):
         u, sigma, v = top_singular(m, min(self.bits, *m.shape))
         r = count_informative(sigma)
         reason = f"rank of XᵀS̃Y ≤ min(d_img, d_txt, classes) = {min(*m.shape, labels.shape[1])}; found {r}"
-        e = extend_projections(self.name, self.bits, r, self.rng(), weights=sigma[:r] / sigma[0], reason=reason)
+        e = extend_projections(
+            self.name, self.bits, r, self.rng(), weights=sigma[:r] / sigma[0], reason=reason
+        )
         self.n_informative = min(r, self.bits)
         self.w_image = unwhiten(rx, u[:, :r]) @ e
         self.w_text = unwhiten(ry, v[:, :r]) @ e
@@ -217,7 +219,11 @@ class SCMSeq(_SCM):
         self.n_informative = len(sig)
         if len(sig) < self.bits:
             e = extend_projections(
-                self.name, self.bits, len(sig), self.rng(), weights=np.asarray(sig) / sig[0],
+                self.name,
+                self.bits,
+                len(sig),
+                self.rng(),
+                weights=np.asarray(sig) / sig[0],
                 reason="the residual semantics stopped correlating the two views",
             )
             w_x, w_y = w_x @ e, w_y @ e

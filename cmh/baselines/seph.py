@@ -233,7 +233,9 @@ class SePHConfig:
     klr_reg: float = 0.01  # C, weight of w^T K w in the kernel logistic regression (authors: 1e-2)
     klr_iters: int = 200  # solver iterations (at most) for the kernel logistic regression
     kmeans_iters: int = 100  # Lloyd iterations for seph-km anchors (authors: MaxIter 100)
-    kernel_scale: float = 1.0  # multiplies sigma^2 (1.0: sigma = mean distance from the sample to the anchors)
+    kernel_scale: float = (
+        1.0  # multiplies sigma^2 (1.0: sigma = mean distance from the sample to the anchors)
+    )
 
 
 class _SePH(HashMethod):
@@ -261,7 +263,11 @@ class _SePH(HashMethod):
             raise CMHError(f"{self.name}: sample_size must be >= 2 and anchors >= 1")
         rng = self.rng()
         n = labels.shape[0]
-        idx = np.sort(rng.choice(n, size=cfg.sample_size, replace=False)) if n > cfg.sample_size else np.arange(n)
+        idx = (
+            np.sort(rng.choice(n, size=cfg.sample_size, replace=False))
+            if n > cfg.sample_size
+            else np.arange(n)
+        )
         ns = len(idx)
         if np.unique(labels[idx], axis=0).shape[0] < 2:
             raise CMHError(f"{self.name}: the sampled training pairs share one label set; raise sample_size")
@@ -279,19 +285,25 @@ class _SePH(HashMethod):
 
         n_anchor = min(cfg.anchors, ns)
         if n_anchor < cfg.anchors:
-            warnings.warn(f"{self.name}: only {ns} sampled pairs, so {n_anchor} anchors instead of {cfg.anchors}",
-                          stacklevel=2)
+            warnings.warn(
+                f"{self.name}: only {ns} sampled pairs, so {n_anchor} anchors instead of {cfg.anchors}",
+                stacklevel=2,
+            )
         self.views_: dict[str, dict[str, torch.Tensor]] = {}
         self.dims_ = {"image": image.shape[1], "text": text.shape[1]}
         seeds = rng.integers(0, 2**31 - 1, size=2)
-        for (view, feats), seed in zip((("image", image[idx]), ("text", to_dense(text[idx]))), seeds, strict=True):
+        for (view, feats), seed in zip(
+            (("image", image[idx]), ("text", to_dense(text[idx]))), seeds, strict=True
+        ):
             anchors = self._anchors(feats, n_anchor, int(seed))
             a = torch.from_numpy(anchors)
             a_sq = (a * a).sum(1)
             d_xa = _sq_dists(feats, a, a_sq)
             sigma2 = float(d_xa.sqrt().mean()) ** 2 * cfg.kernel_scale  # sigma = mean distance to anchors
             if sigma2 <= 0:
-                raise CMHError(f"{self.name}: the sampled {view} features are all identical; check the features")
+                raise CMHError(
+                    f"{self.name}: the sampled {view} features are all identical; check the features"
+                )
             phi = torch.exp(-d_xa / (2 * sigma2))
             k_aa = torch.exp(-_sq_dists(anchors, a, a_sq) / (2 * sigma2))
             w = fit_kernel_logistic(phi, k_aa, codes, cfg.klr_reg, cfg.klr_iters)
@@ -315,8 +327,14 @@ class _SePH(HashMethod):
             return np.ascontiguousarray(feats[np.sort(rng.choice(feats.shape[0], size=m, replace=False))])
         from sklearn.cluster import KMeans
 
-        km = KMeans(n_clusters=m, init="random", n_init=1, max_iter=self.cfg.kmeans_iters,
-                    random_state=seed, algorithm="lloyd")
+        km = KMeans(
+            n_clusters=m,
+            init="random",
+            n_init=1,
+            max_iter=self.cfg.kmeans_iters,
+            random_state=seed,
+            algorithm="lloyd",
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # ConvergenceWarning (fewer distinct points than clusters)
             km.fit(feats)

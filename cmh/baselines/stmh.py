@@ -73,8 +73,7 @@ from cmh.errors import ConfigError
 from cmh.registry import register_method
 
 PAPER = (
-    "D. Wang, X. Gao, X. Wang, L. He. Semantic topic multimodal hashing for cross-media retrieval. "
-    "IJCAI 2015"
+    "D. Wang, X. Gao, X. Wang, L. He. Semantic topic multimodal hashing for cross-media retrieval. IJCAI 2015"
 )
 
 
@@ -175,10 +174,14 @@ class STMH(HashMethod):
             res = x_sq - 2 * np.einsum("ij,ij->i", xf1, g1) + np.einsum("ij,jk,ik->i", g1, f1.T @ f1, g1)
             norms = np.sqrt(np.maximum(res, 0.0) + 1e-12)
             d = 1.0 / (2.0 * norms)
-            self.objective_.append(float(
-                r1 * norms.sum() + r2 * np.sum(g2 * np.maximum(dist, 0)) + lam * np.sum((g2 - g1 @ rmat) ** 2)
-                + gamma * (np.sum(f1**2) + np.sum(f2**2) + np.sum(g1**2) + np.sum(rmat**2))
-            ))
+            self.objective_.append(
+                float(
+                    r1 * norms.sum()
+                    + r2 * np.sum(g2 * np.maximum(dist, 0))
+                    + lam * np.sum((g2 - g1 @ rmat) ** 2)
+                    + gamma * (np.sum(f1**2) + np.sum(f2**2) + np.sum(g1**2) + np.sum(rmat**2))
+                )
+            )
         self.f1, self.f2, self.r_train = f1, f2, rmat
         self.image_solve = np.linalg.inv(f1.T @ f1 + (gamma / r1) * eye)  # (K, K)
         # out-of-sample consistency: refit R on the concept weights an image gets at encode time (from x alone)
@@ -212,7 +215,9 @@ class STMH(HashMethod):
         """Concept weights -> topic scores ``g1 R`` -> the m highest-scoring topics are the +1 bits."""
         self.check_fitted()
         self.check_dim(image, self.dims[0], "image")
-        g1 = np.asarray(_encode_matrix(image) @ (self.f1 * self.scale[0]).astype(np.float32), dtype=np.float64)
+        g1 = np.asarray(
+            _encode_matrix(image) @ (self.f1 * self.scale[0]).astype(np.float32), dtype=np.float64
+        )
         g1 = g1 @ self.image_solve
         return sign_codes(2 * _top_m(g1 @ self.r, self._m()) - 1)
 
@@ -221,5 +226,8 @@ class STMH(HashMethod):
         self.check_fitted()
         self.check_dim(text, self.dims[1], "text")
         f2 = (self.f2 * self.scale[1]).astype(np.float32)  # (t·s)·f = t·(s·f)
-        score = 2 * np.asarray(_encode_matrix(text) @ f2, dtype=np.float64) - (self.f2 * self.f2).sum(axis=0)[None, :]  # −‖t − f‖² + ‖t‖²
+        score = (
+            2 * np.asarray(_encode_matrix(text) @ f2, dtype=np.float64)
+            - (self.f2 * self.f2).sum(axis=0)[None, :]
+        )  # −‖t − f‖² + ‖t‖²
         return sign_codes(2 * _top_m(score, self._m()) - 1)

@@ -41,13 +41,17 @@ def fit_target(name: str) -> float | None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--methods", default=None, help="comma-separated method names (default: every shallow method)")
+    p.add_argument(
+        "--methods", default=None, help="comma-separated method names (default: every shallow method)"
+    )
     p.add_argument("--n", type=int, default=10_000, help="training pairs (default 10000)")
     p.add_argument("--bits", type=int, default=64, help="code length (default 64)")
     p.add_argument("--image-dim", type=int, default=4096)
     p.add_argument("--text-dim", type=int, default=1386)
     p.add_argument("--classes", type=int, default=24)
-    p.add_argument("--encode-n", type=int, default=100_000, help="items per modality to encode (default 100000)")
+    p.add_argument(
+        "--encode-n", type=int, default=100_000, help="items per modality to encode (default 100000)"
+    )
     p.add_argument("--dense-text", action="store_true", help="pass the text as a dense array instead of CSR")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, metavar="FILE", help="also write the numbers as JSON")
@@ -59,8 +63,13 @@ def _data(args: argparse.Namespace) -> Any:
     from cmh.data import Pairs, make_synthetic
 
     ds = make_synthetic(
-        n=args.n + 100, image_dim=args.image_dim, text_dim=args.text_dim, classes=args.classes,
-        n_query=100, n_train=args.n, seed=args.seed,
+        n=args.n + 100,
+        image_dim=args.image_dim,
+        text_dim=args.text_dim,
+        classes=args.classes,
+        n_query=100,
+        n_train=args.n,
+        seed=args.seed,
     )
     train = ds.part("train")
     text = train.text if args.dense_text else sp.csr_matrix(train.text)
@@ -138,25 +147,50 @@ def run(args: argparse.Namespace) -> int:
     def verdict(ok: bool | None) -> str:
         return "—" if ok is None else ("[green]pass[/green]" if ok else "[red]FAIL[/red]")
 
-    table = Table(title=f"cmh bench baselines — n={args.n}, {args.image_dim}/{args.text_dim}-d, {args.bits} bits, "
-                        f"encode {args.encode_n:,} items per modality")
-    for col in ("method", "fit s", "target", "", f"encode {args.encode_n // 1000}k s", "target", "",
-                "peak MiB (fit)"):
+    table = Table(
+        title=f"cmh bench baselines — n={args.n}, {args.image_dim}/{args.text_dim}-d, {args.bits} bits, "
+        f"encode {args.encode_n:,} items per modality"
+    )
+    for col in (
+        "method",
+        "fit s",
+        "target",
+        "",
+        f"encode {args.encode_n // 1000}k s",
+        "target",
+        "",
+        "peak MiB (fit)",
+    ):
         table.add_column(col, justify="left" if col == "method" else "right")
     for r in rows:
         if "error" in r:
             table.add_row(r["method"], "error", "", "", "", "", "", "")
             continue
         table.add_row(
-            r["method"], f"{r['fit_s']:.2f}", "—" if r["fit_target_s"] is None else f"≤{r['fit_target_s']:.0f}",
-            verdict(r["fit_pass"]), f"{r['encode_s']:.2f}", f"≤{ENCODE_TARGET_S:.0f}", verdict(r["encode_pass"]),
+            r["method"],
+            f"{r['fit_s']:.2f}",
+            "—" if r["fit_target_s"] is None else f"≤{r['fit_target_s']:.0f}",
+            verdict(r["fit_pass"]),
+            f"{r['encode_s']:.2f}",
+            f"≤{ENCODE_TARGET_S:.0f}",
+            verdict(r["encode_pass"]),
             f"{r['peak_mib']:.0f}",
         )
     console.print(table)
     if args.json:
-        Path(args.json).write_text(json.dumps({
-            "args": {k: v for k, v in vars(args).items() if k != "func"},
-            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-            "results": rows,
-        }, indent=2, default=str))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "args": {k: v for k, v in vars(args).items() if k != "func"},
+                    "machine": {
+                        "cpus": os.cpu_count(),
+                        "platform": platform.platform(),
+                        "python": platform.python_version(),
+                    },
+                    "results": rows,
+                },
+                indent=2,
+                default=str,
+            )
+        )
     return 0

@@ -37,11 +37,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-dim", type=int, default=4096)
     p.add_argument("--text-dim", type=int, default=1386)
     p.add_argument("--classes", type=int, default=24)
-    p.add_argument("--ssah-epochs", type=int, default=2, help="SSAH epochs (default 2; the CPU default is 15)")
-    p.add_argument("--dcmh-epochs", type=int, default=2, help="DCMH epochs (default 2; the CPU default is 50)")
-    p.add_argument("--ssah-set", action="append", default=[], metavar="KEY=VALUE",
-                   help="SSAH option override, e.g. --ssah-set disc_hidden=4096,4096 (repeatable)")
-    p.add_argument("--dcmh-set", action="append", default=[], metavar="KEY=VALUE", help="DCMH option override")
+    p.add_argument(
+        "--ssah-epochs", type=int, default=2, help="SSAH epochs (default 2; the CPU default is 15)"
+    )
+    p.add_argument(
+        "--dcmh-epochs", type=int, default=2, help="DCMH epochs (default 2; the CPU default is 50)"
+    )
+    p.add_argument(
+        "--ssah-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="SSAH option override, e.g. --ssah-set disc_hidden=4096,4096 (repeatable)",
+    )
+    p.add_argument(
+        "--dcmh-set", action="append", default=[], metavar="KEY=VALUE", help="DCMH option override"
+    )
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--seed", type=int, default=0)
@@ -53,18 +64,30 @@ def _dataset(args: argparse.Namespace) -> Any:
 
     n = args.n + args.n_query + args.n_extra
     return make_synthetic(
-        n=n, image_dim=args.image_dim, text_dim=args.text_dim, classes=args.classes,
-        n_query=args.n_query, n_train=args.n, seed=args.seed,
+        n=n,
+        image_dim=args.image_dim,
+        text_dim=args.text_dim,
+        classes=args.classes,
+        n_query=args.n_query,
+        n_train=args.n,
+        seed=args.seed,
     )
 
 
-def _train(name: str, epochs: int, overrides: dict[str, Any], ds: Any, args: argparse.Namespace) -> dict[str, Any]:
+def _train(
+    name: str, epochs: int, overrides: dict[str, Any], ds: Any, args: argparse.Namespace
+) -> dict[str, Any]:
     """Train ``name``; per epoch: training seconds (from the loop) and mAP after the epoch."""
     from cmh.metrics import evaluate
     from cmh.registry import create_method
 
-    method = create_method(name, bits=args.bits, seed=args.seed, device=args.device,
-                           **{**overrides, "epochs": epochs, "verbose": False})
+    method = create_method(
+        name,
+        bits=args.bits,
+        seed=args.seed,
+        device=args.device,
+        **{**overrides, "epochs": epochs, "verbose": False},
+    )
     q, db = ds.part("query"), ds.part("database")
     curve: list[dict[str, float]] = []
 
@@ -73,17 +96,31 @@ def _train(name: str, epochs: int, overrides: dict[str, Any], ds: Any, args: arg
         di, dt = m.encode_image(db.image), m.encode_text(db.text)
         i2t = evaluate(qi, dt, q.labels, db.labels, device=args.device)["map"]
         t2i = evaluate(qt, di, q.labels, db.labels, device=args.device)["map"]
-        curve.append({"epoch": record["epoch"], "seconds": record["seconds"], "i2t": float(i2t), "t2i": float(t2i),
-                      "map": float(i2t + t2i) / 2})
+        curve.append(
+            {
+                "epoch": record["epoch"],
+                "seconds": record["seconds"],
+                "i2t": float(i2t),
+                "t2i": float(t2i),
+                "map": float(i2t + t2i) / 2,
+            }
+        )
 
     method.on_epoch_end = measure
     t0 = time.perf_counter()
     method.fit(ds.part("train"))
     wall = time.perf_counter() - t0
     train_s = sum(c["seconds"] for c in curve)
-    return {"method": name, "config": method.config_dict(), "epochs": epochs, "curve": curve,
-            "train_s": round(train_s, 2), "wall_s": round(wall, 2),
-            "s_per_epoch": round(train_s / max(1, len(curve)), 2), "final_map": curve[-1]["map"] if curve else None}
+    return {
+        "method": name,
+        "config": method.config_dict(),
+        "epochs": epochs,
+        "curve": curve,
+        "train_s": round(train_s, 2),
+        "wall_s": round(wall, 2),
+        "s_per_epoch": round(train_s / max(1, len(curve)), 2),
+        "final_map": curve[-1]["map"] if curve else None,
+    }
 
 
 def _time_to_reach(curve: list[dict[str, float]], target: float) -> float | None:
@@ -106,16 +143,20 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     console = Console()
     ds = _dataset(args)
-    console.print(f"data: synthetic, {args.n} train pairs, {args.image_dim}-d image, {args.text_dim}-d text, "
-                  f"{args.classes} labels, {args.n_query} queries; {args.bits} bits; device {args.device}; "
-                  f"{torch.get_num_threads()} torch threads on {os.cpu_count()} CPUs")
+    console.print(
+        f"data: synthetic, {args.n} train pairs, {args.image_dim}-d image, {args.text_dim}-d text, "
+        f"{args.classes} labels, {args.n_query} queries; {args.bits} bits; device {args.device}; "
+        f"{torch.get_num_threads()} torch threads on {os.cpu_count()} CPUs"
+    )
     runs = {
         "dcmh": _train("dcmh", args.dcmh_epochs, parse_set(args.dcmh_set), ds, args),
         "ssah": _train("ssah", args.ssah_epochs, parse_set(args.ssah_set), ds, args),
     }
     dcmh, ssah = runs["dcmh"], runs["ssah"]
     reach = _time_to_reach(ssah["curve"], dcmh["final_map"])
-    table = Table(title=f"deep methods, {args.n} x {args.image_dim}-d image / {args.text_dim}-d text (training time)")
+    table = Table(
+        title=f"deep methods, {args.n} x {args.image_dim}-d image / {args.text_dim}-d text (training time)"
+    )
     for col in ("method", "epochs", "s/epoch", "train s", "final mAP (I→T / T→I)", "target"):
         table.add_column(col, justify="right" if col not in ("method",) else "left")
     for r in (ssah, dcmh):
@@ -124,18 +165,34 @@ def run(args: argparse.Namespace) -> int:
         if r["method"] == "ssah":
             ok = r["s_per_epoch"] <= SSAH_EPOCH_TARGET_S
             target = f"{'[green]ok' if ok else '[red]over'} (<= {SSAH_EPOCH_TARGET_S:.0f} s/epoch)"
-        table.add_row(r["method"], str(r["epochs"]), f"{r['s_per_epoch']:.1f}", f"{r['train_s']:.1f}",
-                      f"{r['final_map']:.4f} ({last['i2t']:.4f} / {last['t2i']:.4f})", target)
+        table.add_row(
+            r["method"],
+            str(r["epochs"]),
+            f"{r['s_per_epoch']:.1f}",
+            f"{r['train_s']:.1f}",
+            f"{r['final_map']:.4f} ({last['i2t']:.4f} / {last['t2i']:.4f})",
+            target,
+        )
     console.print(table)
     if reach is None:
-        console.print(f"SSAH did not reach DCMH's final mAP {dcmh['final_map']:.4f} within {ssah['epochs']} epochs "
-                      f"({ssah['train_s']:.1f} s); DCMH trained {dcmh['train_s']:.1f} s.")
+        console.print(
+            f"SSAH did not reach DCMH's final mAP {dcmh['final_map']:.4f} within {ssah['epochs']} epochs "
+            f"({ssah['train_s']:.1f} s); DCMH trained {dcmh['train_s']:.1f} s."
+        )
     else:
-        console.print(f"SSAH reached DCMH's final mAP {dcmh['final_map']:.4f} after {reach:.1f} s of training; "
-                      f"DCMH took {dcmh['train_s']:.1f} s: speed-up {dcmh['train_s'] / max(reach, 1e-9):.1f}x "
-                      "(the SSAH paper claims ~10x)")
+        console.print(
+            f"SSAH reached DCMH's final mAP {dcmh['final_map']:.4f} after {reach:.1f} s of training; "
+            f"DCMH took {dcmh['train_s']:.1f} s: speed-up {dcmh['train_s'] / max(reach, 1e-9):.1f}x "
+            "(the SSAH paper claims ~10x)"
+        )
     if args.json:
-        out = {"runs": runs, "ssah_time_to_dcmh_map_s": reach, "machine": platform.processor() or platform.machine(),
-               "cpus": os.cpu_count(), "threads": torch.get_num_threads(), "args": vars(args) | {"func": None}}
+        out = {
+            "runs": runs,
+            "ssah_time_to_dcmh_map_s": reach,
+            "machine": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(),
+            "threads": torch.get_num_threads(),
+            "args": vars(args) | {"func": None},
+        }
         Path(args.json).write_text(json.dumps(out, indent=2, default=str))
     return 0

@@ -52,13 +52,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sizes", default="mirflickr,coco,nus", help=f"comma-separated, from {', '.join(SIZES)}")
     p.add_argument("--bits", type=int, default=64)
     p.add_argument("--device", default="auto")
-    p.add_argument("--repeat", type=int, default=1,
-                   help="interleaved repeats of the reference and every group (best of each is reported)")
-    p.add_argument("--ref-queries", default="300",
-                   help="queries the reference loop runs on ('all' or a number; time scaled to all queries)")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="interleaved repeats of the reference and every group (best of each is reported)",
+    )
+    p.add_argument(
+        "--ref-queries",
+        default="300",
+        help="queries the reference loop runs on ('all' or a number; time scaled to all queries)",
+    )
     p.add_argument("--memory-budget-mb", type=float, default=512)
-    p.add_argument("--threads", type=int, default=None,
-                   help="evaluate()'s num_threads (default: torch.get_num_threads()); 1 = single-threaded")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="evaluate()'s num_threads (default: torch.get_num_threads()); 1 = single-threaded",
+    )
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocess")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, metavar="FILE", help="also write the numbers as JSON")
@@ -101,8 +112,9 @@ def _status_kib(field: str) -> int:
     raise KeyError(field)
 
 
-def peak_memory_mib(nq: int, n: int, classes: int, bits: int, seed: int, device: str,
-                    budget: float) -> tuple[float, float]:
+def peak_memory_mib(
+    nq: int, n: int, classes: int, bits: int, seed: int, device: str, budget: float
+) -> tuple[float, float]:
     """(peak extra MiB during evaluate, process peak MiB) of a fresh ``python -c`` child (Linux ``/proc``): the
     peak-RSS counter is reset just before the call (``/proc/self/clear_refs``), so extra = VmHWM - VmRSS before.
     (``ru_maxrss`` is not used: a child started from a big parent inherits the parent's high-water mark.)"""
@@ -135,15 +147,33 @@ def bench_size(name: str, args: argparse.Namespace) -> dict[str, Any]:
         t, ref = _best(lambda: reference_metrics(q[:n_ref], db, ql[:n_ref], dbl, counts=False), 1)
         times["ref"] = min(times.get("ref", float("inf")), t)
         for group, metrics in GROUPS.items():
-            t, results[group] = _best(lambda m=metrics: evaluate(q, db, ql, dbl, metrics=m, device=args.device,
-                                                                 memory_budget_mb=args.memory_budget_mb,
-                                                                 num_threads=args.threads,
-                                                                 return_per_query=True), 1)
+            t, results[group] = _best(
+                lambda m=metrics: evaluate(
+                    q,
+                    db,
+                    ql,
+                    dbl,
+                    metrics=m,
+                    device=args.device,
+                    memory_budget_mb=args.memory_budget_mb,
+                    num_threads=args.threads,
+                    return_per_query=True,
+                ),
+                1,
+            )
             times[group] = min(times.get(group, float("inf")), t)
     t_ref_all = times["ref"] * nq / n_ref
-    row: dict[str, Any] = {"size": name, "queries": nq, "database": n, "classes": classes, "bits": args.bits,
-                           "ref_queries": n_ref, "ref_s": t_ref_all, "ref_extrapolated": n_ref < nq,
-                           "map_max_abs_diff": 0.0}
+    row: dict[str, Any] = {
+        "size": name,
+        "queries": nq,
+        "database": n,
+        "classes": classes,
+        "bits": args.bits,
+        "ref_queries": n_ref,
+        "ref_s": t_ref_all,
+        "ref_extrapolated": n_ref < nq,
+        "map_max_abs_diff": 0.0,
+    }
     for group in GROUPS:
         row[f"{group}_s"] = times[group]
         row[f"{group}_ratio"] = t_ref_all / times[group]
@@ -153,8 +183,9 @@ def bench_size(name: str, args: argparse.Namespace) -> dict[str, Any]:
             row["map_max_abs_diff"] = max(row["map_max_abs_diff"], float(diff))
     row["map_identical"] = row["map_max_abs_diff"] < 1e-9
     if not args.no_memory and Path("/proc/self/clear_refs").exists():
-        row["extra_mib"], row["process_mib"] = peak_memory_mib(nq, n, classes, args.bits, args.seed, args.device,
-                                                               args.memory_budget_mb)
+        row["extra_mib"], row["process_mib"] = peak_memory_mib(
+            nq, n, classes, args.bits, args.seed, args.device, args.memory_budget_mb
+        )
     return row
 
 
@@ -176,8 +207,10 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     threads = torch.get_num_threads() if args.threads is None else args.threads
-    console.print(f"CPU cores: {os.cpu_count()}, evaluate threads: {threads}, device: {args.device}; "
-                  f"{args.bits} bits, random codes/labels (seed {args.seed})")
+    console.print(
+        f"CPU cores: {os.cpu_count()}, evaluate threads: {threads}, device: {args.device}; "
+        f"{args.bits} bits, random codes/labels (seed {args.seed})"
+    )
     rows = []
     for name in names:
         rows.append(bench_size(name, args))
@@ -189,29 +222,70 @@ def run(args: argparse.Namespace) -> int:
         return f"[green]{v:.1f}×[/green]" if v >= target else f"[red]{v:.1f}× (<{target:.0f}×)[/red]"
 
     table = Table(title="cmh bench eval — evaluate() vs per-query NumPy reference (same run)")
-    for col in ("size", "q × db", "reference s", "order s", "ratio", "counts s", "ratio", "all s", "ratio",
-                "mAP same", "extra MiB"):
+    for col in (
+        "size",
+        "q × db",
+        "reference s",
+        "order s",
+        "ratio",
+        "counts s",
+        "ratio",
+        "all s",
+        "ratio",
+        "mAP same",
+        "extra MiB",
+    ):
         table.add_column(col, justify="left" if col == "size" else "right")
     for r in rows:
         ref = f"{r['ref_s']:.2f}" + (f" (from {r['ref_queries']} q)" if r["ref_extrapolated"] else "")
-        mem = "—" if "extra_mib" not in r else (
-            f"{r['extra_mib']:.0f}" if r["extra_mib"] <= MEMORY_TARGET_MIB else f"[red]{r['extra_mib']:.0f}[/red]")
-        table.add_row(r["size"], f"{r['queries']:,} × {r['database']:,}", ref,
-                      f"{r['order_s']:.2f}", ok(r["order_ratio"], TARGETS["order"]),
-                      f"{r['counts_s']:.2f}", ok(r["counts_ratio"], TARGETS["counts"]),
-                      f"{r['all_s']:.2f}", ok(r["all_ratio"], None),
-                      "yes" if r["map_identical"] else f"[red]no ({r['map_max_abs_diff']:.1e})[/red]", mem)
+        mem = (
+            "—"
+            if "extra_mib" not in r
+            else (
+                f"{r['extra_mib']:.0f}"
+                if r["extra_mib"] <= MEMORY_TARGET_MIB
+                else f"[red]{r['extra_mib']:.0f}[/red]"
+            )
+        )
+        table.add_row(
+            r["size"],
+            f"{r['queries']:,} × {r['database']:,}",
+            ref,
+            f"{r['order_s']:.2f}",
+            ok(r["order_ratio"], TARGETS["order"]),
+            f"{r['counts_s']:.2f}",
+            ok(r["counts_ratio"], TARGETS["counts"]),
+            f"{r['all_s']:.2f}",
+            ok(r["all_ratio"], None),
+            "yes" if r["map_identical"] else f"[red]no ({r['map_max_abs_diff']:.1e})[/red]",
+            mem,
+        )
     console.print(table)
-    console.print("order = map, map@k, p_at_n; counts = map_tie_avg, pr_radius, p_r2; all = every metric incl. "
-                  "NDCG@k. Reference = per-query loop computing mAP (distance, stable argsort, precision at hits)"
-                  + ("; its time is scaled from the first queries where marked" if any(
-                      r["ref_extrapolated"] for r in rows) else "")
-                  + ". extra MiB = peak RSS growth (VmHWM) of a fresh child process during evaluate(all metrics); process peak in the JSON. "
-                  "Targets: order ≥10×, counts ≥30×, ≤2048 MiB.")
+    console.print(
+        "order = map, map@k, p_at_n; counts = map_tie_avg, pr_radius, p_r2; all = every metric incl. "
+        "NDCG@k. Reference = per-query loop computing mAP (distance, stable argsort, precision at hits)"
+        + (
+            "; its time is scaled from the first queries where marked"
+            if any(r["ref_extrapolated"] for r in rows)
+            else ""
+        )
+        + ". extra MiB = peak RSS growth (VmHWM) of a fresh child process during evaluate(all metrics); process peak in the JSON. "
+        "Targets: order ≥10×, counts ≥30×, ≤2048 MiB."
+    )
     if args.json:
-        Path(args.json).write_text(json.dumps({
-            "args": {k: v for k, v in vars(args).items() if k != "func"},
-            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-            "results": rows,
-        }, indent=2, default=str))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "args": {k: v for k, v in vars(args).items() if k != "func"},
+                    "machine": {
+                        "cpus": os.cpu_count(),
+                        "platform": platform.platform(),
+                        "python": platform.python_version(),
+                    },
+                    "results": rows,
+                },
+                indent=2,
+                default=str,
+            )
+        )
     return 0 if all(r["map_identical"] for r in rows) else 1

@@ -19,15 +19,25 @@ HELP = "images/s of the extraction backbones (efficientnet-lite0, cnn-f, vgg19) 
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backbones", default="efficientnet-lite0,cnn-f,vgg19", help="comma-separated backbone names")
-    p.add_argument("--images", default=None, metavar="DIR",
-                   help="image folder (default: $CMH_DATA/coco_mini/images, else random images)")
+    p.add_argument(
+        "--backbones", default="efficientnet-lite0,cnn-f,vgg19", help="comma-separated backbone names"
+    )
+    p.add_argument(
+        "--images",
+        default=None,
+        metavar="DIR",
+        help="image folder (default: $CMH_DATA/coco_mini/images, else random images)",
+    )
     p.add_argument("-n", "--n-images", type=int, default=16, help="images per measurement (default 16)")
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--repeat", type=int, default=2, help="timed passes per backbone; the fastest counts (default 2)")
+    p.add_argument(
+        "--repeat", type=int, default=2, help="timed passes per backbone; the fastest counts (default 2)"
+    )
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--workers", type=int, default=None, help="pipeline loader processes (default min(4, CPUs))")
+    p.add_argument(
+        "--workers", type=int, default=None, help="pipeline loader processes (default min(4, CPUs))"
+    )
     p.add_argument("--no-pipeline", action="store_true", help="skip the end-to-end `cmh extract image` run")
     p.add_argument("--weights-cnn-f", default=None, metavar="PATH")
     p.add_argument("--weights-vgg19", default=None, metavar="PATH")
@@ -100,40 +110,76 @@ def run(args: argparse.Namespace) -> int:
                     torch.cuda.synchronize()
                 t0 = time.perf_counter()
                 for s in range(0, len(x_all), args.batch_size):
-                    model(x_all[s:s + args.batch_size])
+                    model(x_all[s : s + args.batch_size])
                 if dev.type == "cuda":
                     torch.cuda.synchronize()
                 secs = min(secs, time.perf_counter() - t0)
-        rows.append({"backbone": name, "weights": "package" if name == "efficientnet-lite0" else (w or "random"),
-                     "feature_dim": model.feature_dim, "forward_images_per_s": len(x_all) / secs,
-                     "precision": "float16" if half else "float32"})
+        rows.append(
+            {
+                "backbone": name,
+                "weights": "package" if name == "efficientnet-lite0" else (w or "random"),
+                "feature_dim": model.feature_dim,
+                "forward_images_per_s": len(x_all) / secs,
+                "precision": "float16" if half else "float32",
+            }
+        )
         del model
 
     pipeline = None
     if not args.no_pipeline:
         lst = Path(tmp.name) / "list.txt"
         lst.write_text("".join(f"{p.resolve()}\n" for p in paths))
-        r = extract_images(lst, Path(tmp.name) / "out.npz", "efficientnet-lite0", batch_size=args.batch_size,
-                           workers=args.workers, device=args.device, progress=False)
-        pipeline = {"backbone": "efficientnet-lite0", "images_per_s": r.images_per_s, "images": r.n_images,
-                    "workers": args.workers if args.workers is not None else min(4, os.cpu_count() or 1)}
+        r = extract_images(
+            lst,
+            Path(tmp.name) / "out.npz",
+            "efficientnet-lite0",
+            batch_size=args.batch_size,
+            workers=args.workers,
+            device=args.device,
+            progress=False,
+        )
+        pipeline = {
+            "backbone": "efficientnet-lite0",
+            "images_per_s": r.images_per_s,
+            "images": r.n_images,
+            "workers": args.workers if args.workers is not None else min(4, os.cpu_count() or 1),
+        }
     tmp.cleanup()
 
-    table = Table(title=f"cmh bench extract — {source}, device {dev}, torch threads {torch.get_num_threads()}")
+    table = Table(
+        title=f"cmh bench extract — {source}, device {dev}, torch threads {torch.get_num_threads()}"
+    )
     for col in ("backbone", "weights", "dim", "precision", "forward images/s"):
         table.add_column(col, justify="right" if col in ("dim", "forward images/s") else "left")
     for r in rows:
-        table.add_row(r["backbone"], str(r["weights"]), str(r["feature_dim"]), r["precision"],
-                      f"{r['forward_images_per_s']:.1f}")
+        table.add_row(
+            r["backbone"],
+            str(r["weights"]),
+            str(r["feature_dim"]),
+            r["precision"],
+            f"{r['forward_images_per_s']:.1f}",
+        )
     console.print(table)
     console.print(f"decode + resize + crop (1 process): {decode_rate:.1f} images/s")
     if pipeline:
-        console.print(f"end-to-end `cmh extract image` (efficientnet-lite0, {pipeline['workers']} workers): "
-                      f"{pipeline['images_per_s']:.1f} images/s")
+        console.print(
+            f"end-to-end `cmh extract image` (efficientnet-lite0, {pipeline['workers']} workers): "
+            f"{pipeline['images_per_s']:.1f} images/s"
+        )
     if args.json:
-        Path(args.json).write_text(json.dumps({
-            "source": source, "device": str(dev), "threads": torch.get_num_threads(), "cpu": platform.processor(),
-            "cpu_count": os.cpu_count(), "decode_images_per_s": decode_rate, "backbones": rows,
-            "pipeline": pipeline,
-        }, indent=1))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "source": source,
+                    "device": str(dev),
+                    "threads": torch.get_num_threads(),
+                    "cpu": platform.processor(),
+                    "cpu_count": os.cpu_count(),
+                    "decode_images_per_s": decode_rate,
+                    "backbones": rows,
+                    "pipeline": pipeline,
+                },
+                indent=1,
+            )
+        )
     return 0

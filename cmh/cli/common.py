@@ -13,19 +13,32 @@ def int_list(text: str) -> list[int]:
     try:
         values = [int(v) for v in text.replace(" ", "").split(",") if v]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{text}' (e.g. 16,32,64)") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got '{text}' (e.g. 16,32,64)"
+        ) from None
     if not values:
         raise argparse.ArgumentTypeError("expected at least one integer")
     return values
 
 
 def add_dataset_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", default=None, help="dataset name (default: synthetic; see `cmh list datasets`)")
-    p.add_argument("--data", default=None, metavar="PATH",
-                   help="dataset files: a folder, .mat, .npz or YAML spec (see docs/data.md)")
-    p.add_argument("--image-features", metavar="FILE",
-                   help="image features (.npy/.npz/.mat/.h5, one row per pair) for files that have none")
-    p.add_argument("--split-seed", type=int, default=0, help="seed of the random query/train split (default 0)")
+    p.add_argument(
+        "--dataset", default=None, help="dataset name (default: synthetic; see `cmh list datasets`)"
+    )
+    p.add_argument(
+        "--data",
+        default=None,
+        metavar="PATH",
+        help="dataset files: a folder, .mat, .npz or YAML spec (see docs/data.md)",
+    )
+    p.add_argument(
+        "--image-features",
+        metavar="FILE",
+        help="image features (.npy/.npz/.mat/.h5, one row per pair) for files that have none",
+    )
+    p.add_argument(
+        "--split-seed", type=int, default=0, help="seed of the random query/train split (default 0)"
+    )
 
 
 def load_dataset_from_args(args: argparse.Namespace) -> Any:

@@ -17,11 +17,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", help="only this dataset (default: every recorded dataset)")
     p.add_argument("--methods", help="rows, in this order (comma-separated; default: all recorded)")
     p.add_argument("--bits", type=int_list, help="columns, e.g. 16,32,64 (default: all recorded)")
-    p.add_argument("--metric", default="map", help="map (default), map@1000, map_tie_avg, p_r2, ndcg@100, ...")
+    p.add_argument(
+        "--metric", default="map", help="map (default), map@1000, map_tie_avg, p_r2, ndcg@100, ..."
+    )
     p.add_argument("--reported", action="store_true", help="add published numbers (cmh/reported/*.csv)")
-    p.add_argument("--against", metavar="METHOD", help="paired significance test of every method against METHOD")
-    p.add_argument("--dataset-version", metavar="HASH",
-                   help="use records of this dataset version (content-hash prefix) instead of the most common")
+    p.add_argument(
+        "--against", metavar="METHOD", help="paired significance test of every method against METHOD"
+    )
+    p.add_argument(
+        "--dataset-version",
+        metavar="HASH",
+        help="use records of this dataset version (content-hash prefix) instead of the most common",
+    )
     p.add_argument("--format", choices=["table", "md", "csv", "json"], default="table", help="output format")
     p.add_argument("--output", metavar="FILE", help="write to FILE (atomically) instead of the terminal")
     p.set_defaults(func=compare_command)
@@ -29,8 +36,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     lb = sub.add_parser("leaderboard", help="regenerate leaderboards/ from results/ and the reported numbers")
     lb.add_argument("--results", default="results", help="results folder (default ./results)")
     lb.add_argument("--out", default="leaderboards", help="leaderboard folder (default ./leaderboards)")
-    lb.add_argument("--check", action="store_true",
-                    help="change nothing; exit 1 if regeneration would change any file (for CI)")
+    lb.add_argument(
+        "--check",
+        action="store_true",
+        help="change nothing; exit 1 if regeneration would change any file (for CI)",
+    )
     lb.set_defaults(func=leaderboard_command)
 
 
@@ -41,10 +51,18 @@ def compare_command(args: argparse.Namespace) -> int:
     from cmh.results import atomic_write_text
 
     if not Path(args.results).is_dir():
-        raise CMHError(f"results folder '{args.results}' not found; run `cmh run METHOD` first or pass --results DIR")
+        raise CMHError(
+            f"results folder '{args.results}' not found; run `cmh run METHOD` first or pass --results DIR"
+        )
     tables, skipped = compare(
-        args.results, args.dataset, methods=args.methods.split(",") if args.methods else None, bits=args.bits,
-        metric=args.metric, reported=args.reported, against=args.against, version=args.dataset_version,
+        args.results,
+        args.dataset,
+        methods=args.methods.split(",") if args.methods else None,
+        bits=args.bits,
+        metric=args.metric,
+        reported=args.reported,
+        against=args.against,
+        version=args.dataset_version,
     )
     err = Console(stderr=True)
     for path, why in skipped:
@@ -79,12 +97,16 @@ def leaderboard_command(args: argparse.Namespace) -> int:
         if problems:
             for p in problems:
                 console.print(f"[red]{p}[/]")
-            console.print(f"[red]{args.out} is out of date[/]: regenerate with `cmh leaderboard` and commit it")
+            console.print(
+                f"[red]{args.out} is out of date[/]: regenerate with `cmh leaderboard` and commit it"
+            )
             return 1
         console.print(f"{args.out} is up to date with {args.results}")
         return 0
     changed, notes = write_leaderboard(args.results, args.out)
     for note in notes:
         console.print(f"[yellow]{note}[/]")
-    console.print(f"{len(changed)} file(s) changed in {args.out}" + (": " + ", ".join(changed) if changed else ""))
+    console.print(
+        f"{len(changed)} file(s) changed in {args.out}" + (": " + ", ".join(changed) if changed else "")
+    )
     return 0

@@ -17,9 +17,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     dsub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
     p.set_defaults(func=_help(p))
 
-    info = dsub.add_parser("info", help="rows, dims, sparsity, classes, split sizes and content hash of a dataset")
-    info.add_argument("source", nargs="?", default="synthetic",
-                      help="a dataset name (see `cmh list datasets`) or a path (.npz, .yaml, .mat, folder)")
+    info = dsub.add_parser(
+        "info", help="rows, dims, sparsity, classes, split sizes and content hash of a dataset"
+    )
+    info.add_argument(
+        "source",
+        nargs="?",
+        default="synthetic",
+        help="a dataset name (see `cmh list datasets`) or a path (.npz, .yaml, .mat, folder)",
+    )
     _add_source_options(info)
     info.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
     info.set_defaults(func=info_command)
@@ -27,7 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     conv = dsub.add_parser("convert", help="write a dataset (any supported layout) as a native cmh .npz")
     conv.add_argument("source", help="a dataset name or a path (.npz, .yaml, .mat, folder)")
     conv.add_argument("--out", required=True, metavar="FILE.npz", help="output file (written atomically)")
-    conv.add_argument("--compress", action="store_true", help="zip-compress the arrays (smaller, slower to load)")
+    conv.add_argument(
+        "--compress", action="store_true", help="zip-compress the arrays (smaller, slower to load)"
+    )
     conv.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     _add_source_options(conv)
     conv.set_defaults(func=convert_command)
@@ -42,14 +50,24 @@ def _help(p: argparse.ArgumentParser):
 
 
 def _add_source_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", default=None,
-                   help="dataset name when SOURCE is a path (e.g. mirflickr25k: its layout and split protocol)")
-    p.add_argument("--image-features", default=None, metavar="FILE",
-                   help="image features (.npy/.npz/.mat/.h5, one row per pair) for files without them")
+    p.add_argument(
+        "--dataset",
+        default=None,
+        help="dataset name when SOURCE is a path (e.g. mirflickr25k: its layout and split protocol)",
+    )
+    p.add_argument(
+        "--image-features",
+        default=None,
+        metavar="FILE",
+        help="image features (.npy/.npz/.mat/.h5, one row per pair) for files without them",
+    )
     p.add_argument("--image-key", default=None, metavar="KEY", help="array name inside --image-features")
     p.add_argument("--split-seed", type=int, default=0, help="seed of random split protocols (default 0)")
-    p.add_argument("--protocol", default=None,
-                   help="split protocol for data without a stored split (mirflickr25k, nus-wide, coco, random)")
+    p.add_argument(
+        "--protocol",
+        default=None,
+        help="split protocol for data without a stored split (mirflickr25k, nus-wide, coco, random)",
+    )
 
 
 def load_from_args(args: argparse.Namespace) -> Any:
@@ -121,16 +139,34 @@ def info_command(args: argparse.Namespace) -> int:
     rows = [
         ("source", f"{s['source'] or '(generated)'} [{s['format'] or '?'}]"),
         ("rows (pairs)", f"{s['n']:,}"),
-        ("image", "-" if s["image_dim"] is None else
-         f"{s['image_dim']}-d float32, {pct(s['image_density'])}" + (" (memory map)" if s["memory_mapped"] else "")),
+        (
+            "image",
+            "-"
+            if s["image_dim"] is None
+            else f"{s['image_dim']}-d float32, {pct(s['image_density'])}"
+            + (" (memory map)" if s["memory_mapped"] else ""),
+        ),
         ("image paths", "-" if s["image_paths"] is None else f"{s['image_paths']:,}"),
-        ("text", f"{s['text_dim']}-d {'sparse' if s['text_sparse'] else 'dense'}, {pct(s['text_density'])}, "
-                 f"{s['text_terms_per_item']:.2f} terms/item"),
-        ("classes", str(s["classes"]) + (f" ({', '.join(s['class_names'][:10])}"
-                                          f"{', ...' if len(s['class_names']) > 10 else ''})" if s.get("class_names") else "")),
+        (
+            "text",
+            f"{s['text_dim']}-d {'sparse' if s['text_sparse'] else 'dense'}, {pct(s['text_density'])}, "
+            f"{s['text_terms_per_item']:.2f} terms/item",
+        ),
+        (
+            "classes",
+            str(s["classes"])
+            + (
+                f" ({', '.join(s['class_names'][:10])}{', ...' if len(s['class_names']) > 10 else ''})"
+                if s.get("class_names")
+                else ""
+            ),
+        ),
         ("labels per item", f"{s['labels_per_item']:.2f} (min {s['labels_min']}, max {s['labels_max']})"),
         ("class sizes", f"min {min(s['class_counts']):,}, max {max(s['class_counts']):,}"),
-        ("split", s["split"]["protocol"] + ("" if s["split"]["seed"] is None else f" (seed {s['split']['seed']})")),
+        (
+            "split",
+            s["split"]["protocol"] + ("" if s["split"]["seed"] is None else f" (seed {s['split']['seed']})"),
+        ),
         ("train / query / database", f"{sizes['train']:,} / {sizes['query']:,} / {sizes['database']:,}"),
         ("content hash", s["content_hash"]),
     ]
@@ -154,6 +190,8 @@ def convert_command(args: argparse.Namespace) -> int:
     ds = load_from_args(args)
     path = save_npz(ds, out, compress=args.compress)
     size = path.stat().st_size / 2**20
-    Console().print(f"wrote {path} ({size:.1f} MiB): {ds.name}, {ds.n:,} pairs, "
-                    f"{ds.split.protocol} split, content hash {ds.content_hash()}")
+    Console().print(
+        f"wrote {path} ({size:.1f} MiB): {ds.name}, {ds.n:,} pairs, "
+        f"{ds.split.protocol} split, content hash {ds.content_hash()}"
+    )
     return 0

@@ -52,7 +52,9 @@ def load_codes_file(path: str | Path, zero_one: bool = False) -> dict[str, np.nd
     try:
         data = dict(np.load(path, allow_pickle=False))
     except (OSError, ValueError) as exc:
-        raise CMHError(f"cannot read '{path}' as .npz ({exc.__class__.__name__}); write it with numpy.savez") from None
+        raise CMHError(
+            f"cannot read '{path}' as .npz ({exc.__class__.__name__}); write it with numpy.savez"
+        ) from None
     for key in ("query_labels", "database_labels"):
         if key not in data:
             raise CMHError(f"'{path}' has no '{key}' array (it has: {', '.join(sorted(data))})")
@@ -68,7 +70,10 @@ def load_codes_file(path: str | Path, zero_one: bool = False) -> dict[str, np.nd
 
         data["query_labels"], data["database_labels"] = one_hot(qlab, num), one_hot(dblab, num)
     else:
-        data["query_labels"], data["database_labels"] = _labels(qlab, "query_labels"), _labels(dblab, "database_labels")
+        data["query_labels"], data["database_labels"] = (
+            _labels(qlab, "query_labels"),
+            _labels(dblab, "database_labels"),
+        )
     for key in ("query_image", "query_text", "database_image", "database_text"):
         if key in data:
             codes = data[key]
@@ -110,5 +115,7 @@ def eval_command(args: argparse.Namespace) -> int:
     console.print(table)
     if args.out:
         payload = {"codes_file": str(args.codes), "bits": first.get("bits"), "tasks": results}
-        console.print(f"wrote {atomic_write_text(args.out, json.dumps(payload, indent=1, sort_keys=True) + chr(10))}")
+        console.print(
+            f"wrote {atomic_write_text(args.out, json.dumps(payload, indent=1, sort_keys=True) + chr(10))}"
+        )
     return 0

@@ -20,13 +20,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_dataset_arguments(p)
     p.add_argument("--bits", type=int_list, default=[32], help="code lengths, e.g. 16,32,64 (default 32)")
     p.add_argument("--seeds", type=int_list, default=[0], help="method seeds, e.g. 0,1,2 (default 0)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a method option (repeatable)")
+    p.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override a method option (repeatable)"
+    )
     p.add_argument("--config", metavar="YAML", help="a YAML file of method option overrides")
     add_device_argument(p)
     p.add_argument("--out", default="results", help="results folder (default ./results)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing records instead of skipping those runs")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace existing records instead of skipping those runs"
+    )
     p.add_argument("--no-save", action="store_true", help="print the metrics but write no record")
-    p.add_argument("--save-codes", action="store_true", help="also write the codes beside each record (.codes.npz)")
+    p.add_argument(
+        "--save-codes", action="store_true", help="also write the codes beside each record (.codes.npz)"
+    )
     p.set_defaults(func=run_command)
 
 
@@ -66,7 +72,9 @@ def run_command(args: argparse.Namespace) -> int:
                 rows.append((load_record(path), path, True))
                 continue
             console.print(f"[dim]{probe.name} {bits} bits, seed {seed}: training ...[/]")
-            record = run_once(args.method, dataset, bits, seed, overrides, args.device, return_codes=args.save_codes)
+            record = run_once(
+                args.method, dataset, bits, seed, overrides, args.device, return_codes=args.save_codes
+            )
             codes = record.pop("_codes", None)
             if not args.no_save:
                 path = write_record(record, args.out)
@@ -75,8 +83,7 @@ def run_command(args: argparse.Namespace) -> int:
             rows.append((record, path, False))
             console.print(
                 f"{bits} bits, seed {seed}: I→T mAP {record['tasks']['i2t']['map']:.4f}, "
-                f"T→I mAP {record['tasks']['t2i']['map']:.4f}"
-                + ("" if args.no_save else f" -> {path}")
+                f"T→I mAP {record['tasks']['t2i']['map']:.4f}" + ("" if args.no_save else f" -> {path}")
             )
     console.print(results_table(rows, f"{probe.name} on {dataset.name}"))
     return 0
@@ -92,9 +99,12 @@ def _save_codes(path: Path, codes: dict[str, dict[str, Any]], dataset: Any) -> N
     os.close(fd)
     np.savez_compressed(
         tmp,
-        query_image=codes["query"]["image"], query_text=codes["query"]["text"],
-        database_image=codes["database"]["image"], database_text=codes["database"]["text"],
-        query_labels=dataset.part("query").labels, database_labels=dataset.part("database").labels,
+        query_image=codes["query"]["image"],
+        query_text=codes["query"]["text"],
+        database_image=codes["database"]["image"],
+        database_text=codes["database"]["text"],
+        query_labels=dataset.part("query").labels,
+        database_labels=dataset.part("database").labels,
     )
     os.replace(tmp, path)
 
@@ -109,9 +119,12 @@ def results_table(rows: list[tuple[dict[str, Any], Path, bool]], title: str) -> 
         by_bits.setdefault(rec["bits"], []).append(rec)
         t = rec["tasks"]
         table.add_row(
-            str(rec["bits"]), str(rec["seed"]) + (" (stored)" if cached else ""),
-            f"{t['i2t']['map']:.4f}", f"{t['t2i']['map']:.4f}",
-            f"{t['i2t'].get('map@50', float('nan')):.4f}", f"{t['t2i'].get('map@50', float('nan')):.4f}",
+            str(rec["bits"]),
+            str(rec["seed"]) + (" (stored)" if cached else ""),
+            f"{t['i2t']['map']:.4f}",
+            f"{t['t2i']['map']:.4f}",
+            f"{t['i2t'].get('map@50', float('nan')):.4f}",
+            f"{t['t2i'].get('map@50', float('nan')):.4f}",
             f"{rec['timings']['fit_s']:.1f}",
         )
     for bits, recs in by_bits.items():

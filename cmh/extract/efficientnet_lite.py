@@ -44,8 +44,15 @@ class SameConv2d(nn.Conv2d):
 
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1, groups: int = 1) -> None:
         # With stride 1 and an odd kernel, SAME is the symmetric padding kernel // 2 (no copy needed).
-        super().__init__(c_in, c_out, kernel, stride=stride, padding=kernel // 2 if stride == 1 else 0,
-                         groups=groups, bias=False)
+        super().__init__(
+            c_in,
+            c_out,
+            kernel,
+            stride=stride,
+            padding=kernel // 2 if stride == 1 else 0,
+            groups=groups,
+            bias=False,
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k, s = self.kernel_size[0], self.stride[0]

@@ -30,7 +30,8 @@ def list_images(images: str | Path) -> tuple[Path, list[str]]:
         names = sorted(
             p.relative_to(src).as_posix()
             for p in src.rglob("*")
-            if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+            if p.suffix.lower() in IMAGE_EXTENSIONS
+            and p.is_file()
             and not any(part.startswith(".") for part in p.relative_to(src).parts)
         )
         if not names:

@@ -103,8 +103,14 @@ def _progress(enabled: bool):  # noqa: ANN202 - a rich Progress
             return Text("  -- img/s" if speed is None else f"{speed:7.1f} img/s", style="cyan")
 
     progress = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), Rate(),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True), disable=not enabled,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        Rate(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=not enabled,
         transient=False,
     )
     return progress
@@ -142,8 +148,11 @@ def extract_images(
     half = (dev.type == "cuda") if fp16 is None else bool(fp16)
     if half and dev.type != "cuda":
         raise CMHError("float16 extraction needs a CUDA device; drop --fp16 or use --device cuda")
-    model = backbone if isinstance(backbone, Backbone) else build_backbone(
-        backbone, weights, random_init=random_init)
+    model = (
+        backbone
+        if isinstance(backbone, Backbone)
+        else build_backbone(backbone, weights, random_init=random_init)
+    )
     model = model.eval().to(dev)
     if half:
         model = model.half()
@@ -195,7 +204,9 @@ def extract_images(
         batches += [list(range(s, min(hi, s + batch_size))) for s in range(lo, hi, batch_size)]
     dataset = ImageFiles([root / name for name in names], transform)
     loader = torch.utils.data.DataLoader(
-        dataset, batch_sampler=batches, num_workers=workers if batches else 0,
+        dataset,
+        batch_sampler=batches,
+        num_workers=workers if batches else 0,
         pin_memory=dev.type == "cuda",
     )
     done_before = n - sum(len(b) for b in batches)
@@ -271,9 +282,15 @@ def extract_images(
     shutil.rmtree(partial, ignore_errors=True)
     processed = n - done_before
     return ExtractResult(
-        out=out, n_images=n, n_written=int(ok.sum()), skipped=skipped, seconds=seconds,
-        images_per_s=processed / seconds if seconds > 0 and processed else 0.0, resumed_chunks=resumed,
-        feature_dim=model.feature_dim, device=str(dev),
+        out=out,
+        n_images=n,
+        n_written=int(ok.sum()),
+        skipped=skipped,
+        seconds=seconds,
+        images_per_s=processed / seconds if seconds > 0 and processed else 0.0,
+        resumed_chunks=resumed,
+        feature_dim=model.feature_dim,
+        device=str(dev),
     )
 
 

@@ -82,7 +82,9 @@ def read_items(path: str | Path, field: str, key: str | None = None) -> tuple[li
             try:
                 records.append(json.loads(line))
             except json.JSONDecodeError:
-                raise CMHError(f"{path}:{lineno}: not valid JSON; --input takes JSON Lines (one object per line)") from None
+                raise CMHError(
+                    f"{path}:{lineno}: not valid JSON; --input takes JSON Lines (one object per line)"
+                ) from None
     elif suffix == ".csv":
         with open(path, newline="", encoding="utf-8") as fh:
             records = list(csv.DictReader(fh))
@@ -97,7 +99,9 @@ def read_items(path: str | Path, field: str, key: str | None = None) -> tuple[li
     if key is None:
         key = next((k for k in KEY_CANDIDATES if k in first), None)
     if key is not None and key not in first:
-        raise CMHError(f"'{path}' has no key field '{key}' (fields: {', '.join(sorted(first))}); pass --key NAME")
+        raise CMHError(
+            f"'{path}' has no key field '{key}' (fields: {', '.join(sorted(first))}); pass --key NAME"
+        )
     for i, rec in enumerate(records):
         value = rec.get(field)
         texts = [str(v) for v in value] if isinstance(value, list) else ["" if value is None else str(value)]
@@ -110,7 +114,10 @@ def _tag_tokens(doc: str) -> list[str]:
 
 
 def bag_of_words(
-    texts: Sequence[Sequence[str]], mode: str = "captions", vocab_size: int = 2000, binary: bool = True,
+    texts: Sequence[Sequence[str]],
+    mode: str = "captions",
+    vocab_size: int = 2000,
+    binary: bool = True,
 ) -> tuple[sp.csr_matrix, list[str]]:
     """Items (each a list of strings) -> ``(csr float32 (n, <= vocab_size), vocabulary)``.
 
@@ -145,8 +152,14 @@ def bag_of_words(
 
 
 def extract_text(
-    input: str | Path, out: str | Path | None = None, field: str = "captions", vocab_size: int = 2000,
-    *, mode: str | None = None, key: str | None = None, binary: bool = True,
+    input: str | Path,
+    out: str | Path | None = None,
+    field: str = "captions",
+    vocab_size: int = 2000,
+    *,
+    mode: str | None = None,
+    key: str | None = None,
+    binary: bool = True,
 ) -> TextFeatures:
     """Read ``input``, build the bag of words (``mode`` defaults to ``tags`` when ``field == "tags"``, else
     ``captions``) and, when ``out`` is given, write ``out`` (.npz) and ``<out>.vocab.txt``."""
@@ -167,12 +180,19 @@ def save_text_features(feats: TextFeatures, out: str | Path) -> None:
     m = feats.matrix
     _atomic_savez(
         out,
-        format=np.array("csr"), shape=np.array(m.shape, dtype=np.int64), data=m.data.astype(np.float32),
-        indices=m.indices.astype(np.int32), indptr=m.indptr.astype(np.int64),
-        vocabulary=np.array(feats.vocabulary, dtype=str), keys=np.array(feats.keys, dtype=str),
-        field=np.array(feats.field), binary=np.array(feats.binary),
+        format=np.array("csr"),
+        shape=np.array(m.shape, dtype=np.int64),
+        data=m.data.astype(np.float32),
+        indices=m.indices.astype(np.int32),
+        indptr=m.indptr.astype(np.int64),
+        vocabulary=np.array(feats.vocabulary, dtype=str),
+        keys=np.array(feats.keys, dtype=str),
+        field=np.array(feats.field),
+        binary=np.array(feats.binary),
     )
-    out.with_name(out.name + ".vocab.txt").write_text("".join(f"{t}\n" for t in feats.vocabulary), encoding="utf-8")
+    out.with_name(out.name + ".vocab.txt").write_text(
+        "".join(f"{t}\n" for t in feats.vocabulary), encoding="utf-8"
+    )
 
 
 def load_text_features(path: str | Path) -> TextFeatures:
@@ -183,9 +203,14 @@ def load_text_features(path: str | Path) -> TextFeatures:
     with np.load(path) as z:
         need = {"data", "indices", "indptr", "shape", "vocabulary", "keys"}
         if not need <= set(z.files):
-            raise CMHError(f"'{path}' is not a `cmh extract text` file (missing {sorted(need - set(z.files))})")
+            raise CMHError(
+                f"'{path}' is not a `cmh extract text` file (missing {sorted(need - set(z.files))})"
+            )
         m = sp.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=tuple(z["shape"]))
         return TextFeatures(
-            matrix=m, vocabulary=[str(v) for v in z["vocabulary"]], keys=[str(k) for k in z["keys"]],
-            field=str(z["field"]) if "field" in z.files else "", binary=bool(z["binary"]) if "binary" in z.files else True,
+            matrix=m,
+            vocabulary=[str(v) for v in z["vocabulary"]],
+            keys=[str(k) for k in z["keys"]],
+            field=str(z["field"]) if "field" in z.files else "",
+            binary=bool(z["binary"]) if "binary" in z.files else True,
         )

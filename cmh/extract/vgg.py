@@ -49,7 +49,9 @@ def conv_indices(blocks: tuple[int, ...] = VGG19_BLOCKS) -> list[int]:
 class VGG19(nn.Module):
     """VGG19 (configuration E); :meth:`forward` returns fc7 after ReLU ``(n, fc)``, :meth:`logits` the classes."""
 
-    def __init__(self, widths: tuple[int, ...] = VGG19_WIDTHS, fc: int = 4096, num_classes: int = 1000) -> None:
+    def __init__(
+        self, widths: tuple[int, ...] = VGG19_WIDTHS, fc: int = 4096, num_classes: int = 1000
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         c = 3
@@ -61,8 +63,12 @@ class VGG19(nn.Module):
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
         self.classifier = nn.Sequential(
-            nn.Linear(c * 7 * 7, fc), nn.ReLU(inplace=True), nn.Dropout(0.5),
-            nn.Linear(fc, fc), nn.ReLU(inplace=True), nn.Dropout(0.5),
+            nn.Linear(c * 7 * 7, fc),
+            nn.ReLU(inplace=True),
+            nn.Dropout(0.5),
+            nn.Linear(fc, fc),
+            nn.ReLU(inplace=True),
+            nn.Dropout(0.5),
             nn.Linear(fc, num_classes),
         )
         self.feature_dim = fc
@@ -77,7 +83,9 @@ class VGG19(nn.Module):
         return self.classifier[5:](self.forward(x))
 
 
-def read_vgg19_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, int | tuple[int, ...]]]:
+def read_vgg19_state_dict(
+    path: str | Path,
+) -> tuple[dict[str, torch.Tensor], dict[str, int | tuple[int, ...]]]:
     """Load a torchvision-style VGG19 state_dict file; returns ``(state_dict, VGG19 kwargs)``.
 
     Accepts a bare state_dict or one wrapped as ``{"state_dict": ...}``/``{"model": ...}`` and strips a
@@ -89,7 +97,9 @@ def read_vgg19_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], di
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001
-        raise CMHError(f"cannot read '{path}' as a torch state_dict ({type(exc).__name__}); {WEIGHTS_HINT}") from None
+        raise CMHError(
+            f"cannot read '{path}' as a torch state_dict ({type(exc).__name__}); {WEIGHTS_HINT}"
+        ) from None
     if isinstance(obj, Mapping):
         for key in ("state_dict", "model"):
             if key in obj and isinstance(obj[key], Mapping):
@@ -98,7 +108,9 @@ def read_vgg19_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], di
         raise CMHError(f"'{path}' does not hold a state_dict (a dict of tensors); {WEIGHTS_HINT}")
     state = {k.removeprefix("module."): v for k, v in obj.items()}
     if any("running_mean" in k for k in state):
-        raise CMHError(f"'{path}' is a batch-norm VGG (vgg19_bn); cmh's vgg19 backbone expects plain vgg19 weights")
+        raise CMHError(
+            f"'{path}' is a batch-norm VGG (vgg19_bn); cmh's vgg19 backbone expects plain vgg19 weights"
+        )
     convs = sorted(int(k.split(".")[1]) for k in state if k.startswith("features.") and k.endswith(".weight"))
     expected = conv_indices()
     if convs != expected:
@@ -106,10 +118,14 @@ def read_vgg19_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], di
             f"'{path}' is not a torchvision VGG19 state_dict: it has {len(convs)} conv layers at features"
             f"{convs[:4]}..., VGG19 has 16 at features.{{0,2,5,...,34}} (vgg16 has 13); {WEIGHTS_HINT}"
         )
-    missing = [k for k in ("classifier.0.weight", "classifier.3.weight", "classifier.6.weight") if k not in state]
+    missing = [
+        k for k in ("classifier.0.weight", "classifier.3.weight", "classifier.6.weight") if k not in state
+    ]
     if missing:
         raise CMHError(f"'{path}' lacks {', '.join(missing)}; it is not a full torchvision VGG19 state_dict")
-    widths = tuple(int(state[f"features.{expected[sum(VGG19_BLOCKS[:b])]}.weight"].shape[0]) for b in range(5))
+    widths = tuple(
+        int(state[f"features.{expected[sum(VGG19_BLOCKS[:b])]}.weight"].shape[0]) for b in range(5)
+    )
     fc = int(state["classifier.0.weight"].shape[0])
     num_classes = int(state["classifier.6.weight"].shape[0])
     return state, {"widths": widths, "fc": fc, "num_classes": num_classes}

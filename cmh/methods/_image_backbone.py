@@ -45,7 +45,9 @@ class BackboneNet(nn.Module):
         return self.head.codes(feats) if hasattr(self.head, "codes") else self.head(feats)
 
 
-def build_image_backbone(name: str, weights: str | None, image_size: int, *, for_loading: bool = False) -> Any:
+def build_image_backbone(
+    name: str, weights: str | None, image_size: int, *, for_loading: bool = False
+) -> Any:
     """The backbone module (train mode) with its preprocessing set to a centre crop of ``image_size``.
 
     ``for_loading``: the weights will come from a saved cmh model, so no weights file is needed.
@@ -54,10 +56,13 @@ def build_image_backbone(name: str, weights: str | None, image_size: int, *, for
     from cmh.extract.images import ImageTransform
 
     if image_size < 32:
-        raise CMHError(f"image_size={image_size} is too small for a CNN backbone; use 64 or more (224 is standard)")
+        raise CMHError(
+            f"image_size={image_size} is too small for a CNN backbone; use 64 or more (224 is standard)"
+        )
     transform = ImageTransform(resize=round(image_size / 0.875), crop=image_size)
-    backbone = build_backbone(name, None if for_loading else weights,
-                              random_init=for_loading, transform=transform)
+    backbone = build_backbone(
+        name, None if for_loading else weights, random_init=for_loading, transform=transform
+    )
     return backbone.train()
 
 
@@ -68,15 +73,18 @@ def load_images(paths: Sequence[str], backbone: Any, workers: int = 0, who: str 
 
     crop = backbone.transform.crop
     out = torch.empty((len(paths), 3, crop, crop), dtype=torch.uint8)
-    loader = torch.utils.data.DataLoader(ImageFiles(list(paths), backbone.transform), batch_size=32,
-                                         num_workers=max(0, int(workers)))
+    loader = torch.utils.data.DataLoader(
+        ImageFiles(list(paths), backbone.transform), batch_size=32, num_workers=max(0, int(workers))
+    )
     bad: list[tuple[str, str]] = []
     for idx, images, ok, errors in loader:
         out[idx] = images
         bad += [(paths[int(i)], e) for i, good, e in zip(idx, ok, errors, strict=True) if not bool(good)]
     if bad:
-        raise CMHError(f"{who}{len(bad)} of {len(paths)} images could not be read (first: {bad[0][0]}: {bad[0][1]}); "
-                       "fix or drop them from the dataset (`cmh extract image` lists unreadable files)")
+        raise CMHError(
+            f"{who}{len(bad)} of {len(paths)} images could not be read (first: {bad[0][0]}: {bad[0][1]}); "
+            "fix or drop them from the dataset (`cmh extract image` lists unreadable files)"
+        )
     return out
 
 

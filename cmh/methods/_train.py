@@ -198,7 +198,9 @@ class DeepHashMethod(HashMethod):
         super().__init__(bits=bits, seed=seed, device=device, **config)
         cfg = self.cfg
         if (cfg.epochs is not None and cfg.epochs < 1) or cfg.batch_size < 1:
-            raise CMHError(f"{self.name}: epochs and batch_size must be >= 1 (got {cfg.epochs}, {cfg.batch_size})")
+            raise CMHError(
+                f"{self.name}: epochs and batch_size must be >= 1 (got {cfg.epochs}, {cfg.batch_size})"
+            )
         if not 0.0 <= cfg.val_fraction < 0.5:
             raise CMHError(f"{self.name}: val_fraction must be in [0, 0.5), got {cfg.val_fraction}")
         self.nets: dict[str, nn.Module] = {}
@@ -248,8 +250,10 @@ class DeepHashMethod(HashMethod):
         if not self.raw_images:
             return super().image_input(pairs)
         if getattr(pairs, "image_paths", None) is None:
-            raise CMHError(f"{self.name}: image_backbone={self.cfg.image_backbone} trains on the images themselves, "
-                           "but this dataset has no image paths; use a YAML spec with image_paths (docs/data.md)")
+            raise CMHError(
+                f"{self.name}: image_backbone={self.cfg.image_backbone} trains on the images themselves, "
+                "but this dataset has no image paths; use a YAML spec with image_paths (docs/data.md)"
+            )
         return pairs.image_paths
 
     def check_train(self, train: Any) -> None:
@@ -262,8 +266,12 @@ class DeepHashMethod(HashMethod):
     def _backbone(self, for_loading: bool = False) -> Any:
         from cmh.methods._image_backbone import build_image_backbone
 
-        return build_image_backbone(self.cfg.image_backbone, self.cfg.backbone_weights, int(self.cfg.image_size),
-                                    for_loading=for_loading)
+        return build_image_backbone(
+            self.cfg.image_backbone,
+            self.cfg.backbone_weights,
+            int(self.cfg.image_size),
+            for_loading=for_loading,
+        )
 
     def _wrap_image_net(self, backbone: Any) -> None:
         from cmh.methods._image_backbone import BackboneNet
@@ -301,8 +309,9 @@ class DeepHashMethod(HashMethod):
         with torch.no_grad():
             for start in range(0, len(x) if raw else x.shape[0], step):
                 if raw:
-                    chunk = load_images(x[start : start + step], backbone, self.cfg.image_workers,
-                                        f"{self.name}: ").to(self.device)
+                    chunk = load_images(
+                        x[start : start + step], backbone, self.cfg.image_workers, f"{self.name}: "
+                    ).to(self.device)
                 else:
                     chunk = _as_tensor(x[start : start + step], self.device)
                 out.append(self._codes(modality, self._normalize(modality, chunk)).float().cpu())
@@ -375,7 +384,9 @@ class DeepHashMethod(HashMethod):
         self._fit_norm(image, text)
         data = TrainData(self._normalize("image", image), self._normalize("text", text), labels)
         if val_idx is not None:
-            val = TrainData(self._normalize("image", val.image), self._normalize("text", val.text), val.labels)
+            val = TrainData(
+                self._normalize("image", val.image), self._normalize("text", val.text), val.labels
+            )
 
         torch.manual_seed(self.seed)
         self.nets = {k: v.to(dev) for k, v in self._build_nets(self.dims).items()}
@@ -403,7 +414,10 @@ class DeepHashMethod(HashMethod):
                     f"{self.name}: checkpoint {path} was made on other training data; delete it or use another "
                     "checkpoint_dir"
                 )
-            for k, net in self.nets.items():  # into the existing modules: the optimisers hold their parameters
+            for (
+                k,
+                net,
+            ) in self.nets.items():  # into the existing modules: the optimisers hold their parameters
                 net.load_state_dict(state["nets"][k])
             tr = state["train"]
             for k, o in self.optims.items():
@@ -439,8 +453,12 @@ class DeepHashMethod(HashMethod):
                     score = self._validate(data, val)
                     record["val_map"] = score
                     if score > best["score"]:
-                        best = {"score": score, "epoch": epoch + 1, "bad": 0,
-                                "nets": {k: copy.deepcopy(v.state_dict()) for k, v in self.nets.items()}}
+                        best = {
+                            "score": score,
+                            "epoch": epoch + 1,
+                            "bad": 0,
+                            "nets": {k: copy.deepcopy(v.state_dict()) for k, v in self.nets.items()},
+                        }
                     else:
                         best["bad"] += 1
                 self.history.append(record)
@@ -476,7 +494,9 @@ class DeepHashMethod(HashMethod):
             net.eval()
         with torch.no_grad():
             codes = {
-                (part, m): sign_codes(torch.cat([self._codes(m, x).float() for x in getattr(d, m).split(step)]))
+                (part, m): sign_codes(
+                    torch.cat([self._codes(m, x).float() for x in getattr(d, m).split(step)])
+                )
                 for part, d in (("val", val), ("train", data))
                 for m in ("image", "text")
             }
@@ -553,7 +573,9 @@ class DeepHashMethod(HashMethod):
         self._check_compatible(state, path)
         return self.load_state_dict(state)
 
-    def _save_checkpoint(self, path: Path, fingerprint: str, gen: torch.Generator, best: dict[str, Any]) -> None:
+    def _save_checkpoint(
+        self, path: Path, fingerprint: str, gen: torch.Generator, best: dict[str, Any]
+    ) -> None:
         state = self._meta() | {
             "nets": {k: v.state_dict() for k, v in self.nets.items()},
             "fingerprint": fingerprint,
@@ -582,7 +604,9 @@ def _load_file(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling problem is a user-facing bad file
-        raise CMHError(f"cannot read checkpoint '{path}' ({exc.__class__.__name__}); is it a cmh checkpoint?") from None
+        raise CMHError(
+            f"cannot read checkpoint '{path}' ({exc.__class__.__name__}); is it a cmh checkpoint?"
+        ) from None
 
 
 class _Progress:

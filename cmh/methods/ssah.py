@@ -78,14 +78,26 @@ from cmh.methods._train import DeepConfig, DeepHashMethod, EpochContext, TrainDa
 from cmh.registry import register_method
 
 PAPER = {
-    "alpha": 1.0, "gamma": 1.0, "eta": 1e-4, "beta": 1e-4,
+    "alpha": 1.0,
+    "gamma": 1.0,
+    "eta": 1e-4,
+    "beta": 1e-4,
     "pool_widths": (1, 2, 3, 5, 10),
-    "lr": 1e-3, "lr_lab": 1e-4, "lr_txt": None, "lr_disc": 1e-4,
+    "lr": 1e-3,
+    "lr_lab": 1e-4,
+    "lr_txt": None,
+    "lr_disc": 1e-4,
 }
 OFFICIAL = {
-    "alpha": 1.0, "gamma": 1.0, "eta": 1.0, "beta": 1.0,
+    "alpha": 1.0,
+    "gamma": 1.0,
+    "eta": 1.0,
+    "beta": 1.0,
     "pool_widths": (50, 30, 15, 10, 5),
-    "lr": 10 ** -4.5, "lr_lab": 1e-2, "lr_txt": 10 ** -3.5, "lr_disc": 1e-3,
+    "lr": 10**-4.5,
+    "lr_lab": 1e-2,
+    "lr_txt": 10**-3.5,
+    "lr_disc": 1e-3,
 }
 
 
@@ -166,7 +178,9 @@ class SSAH(DeepHashMethod):
         return {
             "lab": HashHead(mlp((c, cfg.lab_hidden, fd), last_activation=True), fd, k, c),
             "img": HashHead(mlp((dims["image"], fd), last_activation=True), fd, k, c),
-            "txt": HashHead(nn.Sequential(ms, mlp((ms.out_dim, cfg.txt_hidden, fd), last_activation=True)), fd, k, c),
+            "txt": HashHead(
+                nn.Sequential(ms, mlp((ms.out_dim, cfg.txt_hidden, fd), last_activation=True)), fd, k, c
+            ),
             "disc_img": discriminator(fd, self.cfg.disc_hidden),
             "disc_txt": discriminator(fd, self.cfg.disc_hidden),
         }
@@ -183,7 +197,13 @@ class SSAH(DeepHashMethod):
         n, k, dev = data.n, self.bits, self.device
         f_l, h_l = self._label_bank(data)
         zeros = torch.zeros(n, k, device=dev)
-        return {"F_l": f_l, "H_l": h_l, "H_v": zeros, "H_t": zeros.clone(), "B": torch.where(h_l >= 0, 1.0, -1.0)}
+        return {
+            "F_l": f_l,
+            "H_l": h_l,
+            "H_v": zeros,
+            "H_t": zeros.clone(),
+            "B": torch.where(h_l >= 0, 1.0, -1.0),
+        }
 
     def _label_bank(self, data: TrainData) -> tuple[torch.Tensor, torch.Tensor]:
         """LabNet's (F^l, H^l) for every training item, computed once per distinct label vector."""
@@ -258,7 +278,10 @@ class SSAH(DeepHashMethod):
         for idx in ctx.batches():
             s = data.similarity(idx)
             feats = []
-            for name, x, bank, disc in (("img", data.image, "H_v", discs[0]), ("txt", data.text, "H_t", discs[1])):
+            for name, x, bank, disc in (
+                ("img", data.image, "H_v", discs[0]),
+                ("txt", data.text, "H_t", discs[1]),
+            ):
                 with ctx.autocast():
                     f, h, lhat = nets[name](x[idx])
                 f, h, lhat = f.float(), h.float(), lhat.float()
@@ -282,7 +305,9 @@ class SSAH(DeepHashMethod):
                 with ctx.autocast():
                     real, fake = disc(f_l).float(), disc(f_m).float()
                 if paper:
-                    d_loss = d_loss + 0.5 * ((torch.sigmoid(real) - 1).pow(2).mean() + torch.sigmoid(fake).pow(2).mean())
+                    d_loss = d_loss + 0.5 * (
+                        (torch.sigmoid(real) - 1).pow(2).mean() + torch.sigmoid(fake).pow(2).mean()
+                    )
                 else:
                     d_loss = d_loss + 0.5 * (
                         F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
@@ -293,4 +318,3 @@ class SSAH(DeepHashMethod):
 
         # 3. B = sign(H^v + H^t + H^l) (§3.5)
         buf["B"] = torch.where(buf["H_v"] + buf["H_t"] + buf["H_l"] >= 0, 1.0, -1.0)
-

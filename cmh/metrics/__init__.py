@@ -10,5 +10,12 @@ from cmh.metrics.retrieval import (
     evaluate,
 )
 
-__all__ = ["ALL_METRICS", "MetricsError", "RetrievalEvaluator", "check_codes", "check_labels",
-           "default_pn_grid", "evaluate"]
+__all__ = [
+    "ALL_METRICS",
+    "MetricsError",
+    "RetrievalEvaluator",
+    "check_codes",
+    "check_labels",
+    "default_pn_grid",
+    "evaluate",
+]

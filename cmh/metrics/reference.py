@@ -11,9 +11,17 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def reference_metrics(qb: np.ndarray, db: np.ndarray, ql: np.ndarray, dbl: np.ndarray,
-                      topk: Sequence[int] = (), pn: Sequence[int] = (), ndcg_k: Sequence[int] = (),
-                      ranking: bool = True, counts: bool = True) -> dict[str, np.ndarray]:
+def reference_metrics(
+    qb: np.ndarray,
+    db: np.ndarray,
+    ql: np.ndarray,
+    dbl: np.ndarray,
+    topk: Sequence[int] = (),
+    pn: Sequence[int] = (),
+    ndcg_k: Sequence[int] = (),
+    ranking: bool = True,
+    counts: bool = True,
+) -> dict[str, np.ndarray]:
     """Per-query metrics, one query at a time. Returns arrays with one row per query:
     ``ap``, ``ap@k``, ``p_at_n`` (nq, len(pn)), ``ndcg@k``, ``ap_tie`` (by explicit enumeration formula),
     ``cum``/``relcum`` (nq, K+1) retrieved/relevant within each radius, ``n_rel``."""

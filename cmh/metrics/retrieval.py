@@ -52,8 +52,10 @@ def _to_array(x: Any, name: str) -> np.ndarray:
     else:
         a = np.asarray(x)
     if a.dtype.kind not in "biuf":
-        raise MetricsError(f"{name} has an unsupported type/dtype ({type(x).__name__}, {a.dtype}); pass a numeric "
-                           "numpy array or torch tensor")
+        raise MetricsError(
+            f"{name} has an unsupported type/dtype ({type(x).__name__}, {a.dtype}); pass a numeric "
+            "numpy array or torch tensor"
+        )
     if a.ndim != 2:
         raise MetricsError(f"{name} must be 2-D (n, K) but has shape {tuple(a.shape)}; reshape it to (n, K)")
     return a
@@ -65,11 +67,15 @@ def _codes_np(codes: Any, name: str) -> np.ndarray:
     if a.dtype == bool:
         a = a.astype(np.int8)
     if a.dtype.kind == "f" and np.isnan(a).any():
-        raise MetricsError(f"{name} contains NaN; encode with cmh.base.sign_codes (sign(0) = +1) before evaluating")
+        raise MetricsError(
+            f"{name} contains NaN; encode with cmh.base.sign_codes (sign(0) = +1) before evaluating"
+        )
     if a.size and not (np.abs(a) == 1).all():
         if ((a == 0) | (a == 1)).all():
             raise MetricsError(f"{name} holds 0/1 codes; convert them to ±1 with codes * 2 - 1")
-        raise MetricsError(f"{name} must hold only -1 and +1; binarise with cmh.base.sign_codes (sign(0) = +1)")
+        raise MetricsError(
+            f"{name} must hold only -1 and +1; binarise with cmh.base.sign_codes (sign(0) = +1)"
+        )
     return a.astype(np.int8, copy=False)
 
 
@@ -124,7 +130,10 @@ def _parse_metrics(metrics: Iterable[str] | None) -> set[str]:
         key = "map@k" if m.startswith("map@") else "ndcg@k" if m.startswith("ndcg") else m
         if key not in ALL_METRICS:
             from cmh.errors import did_you_mean
-            raise MetricsError(f"unknown metric '{m}'{did_you_mean(m, ALL_METRICS)}; choose from {', '.join(ALL_METRICS)}")
+
+            raise MetricsError(
+                f"unknown metric '{m}'{did_you_mean(m, ALL_METRICS)}; choose from {', '.join(ALL_METRICS)}"
+            )
         out.add(key)
     return out
 
@@ -162,13 +171,22 @@ def _row_bincount(x: np.ndarray, levels: int) -> np.ndarray:
     out = np.zeros((b, levels), dtype=np.int64)
     for i in range(b):
         for s in range(0, n, _BINCOUNT_PIECE):
-            out[i] += torch.bincount(t[i, s:s + _BINCOUNT_PIECE], minlength=levels).numpy()
+            out[i] += torch.bincount(t[i, s : s + _BINCOUNT_PIECE], minlength=levels).numpy()
     return out
 
 
-def _chunk_stats_np(qp: np.ndarray, dbp: np.ndarray, qlp: np.ndarray, dblp: np.ndarray, bits: int, nclass: int,
-                    want: set[str], topk: Sequence[int], pn: Sequence[int],
-                    ndcg_k: Sequence[int]) -> dict[str, np.ndarray]:
+def _chunk_stats_np(
+    qp: np.ndarray,
+    dbp: np.ndarray,
+    qlp: np.ndarray,
+    dblp: np.ndarray,
+    bits: int,
+    nclass: int,
+    want: set[str],
+    topk: Sequence[int],
+    pn: Sequence[int],
+    ndcg_k: Sequence[int],
+) -> dict[str, np.ndarray]:
     """CPU fast path of :func:`_chunk_stats` on bit-packed codes and labels (popcount of XOR / AND), numpy only.
 
     Count metrics: one histogram of ``2·d + rel`` per query. Order metrics: one stable radix ``argsort`` of the
@@ -227,7 +245,7 @@ def _chunk_stats_np(qp: np.ndarray, dbp: np.ndarray, qlp: np.ndarray, dblp: np.n
                 hits[i] = np.searchsorted(pos, probe, side="right")
                 if nk:
                     top = hits[i, nk - 1]
-                    np.cumsum(terms[:top], out=csum[1:top + 1])
+                    np.cumsum(terms[:top], out=csum[1 : top + 1])
                     num_k[i] = csum[hits[i, :nk]]
         if "map" in want:
             out["ap"] = np.where(out["n_rel"] > 0, ap_num / np.maximum(out["n_rel"], 1), 0.0)
@@ -251,18 +269,33 @@ def _ranks(n: int) -> np.ndarray:
 
 
 def _kmax(want: set[str], topk: Sequence[int], pn: Sequence[int], ndcg_k: Sequence[int]) -> int:
-    return max([*(topk if "map@k" in want else []), *(pn if "p_at_n" in want else []),
-                *(ndcg_k if "ndcg@k" in want else []), 1])
+    return max(
+        [
+            *(topk if "map@k" in want else []),
+            *(pn if "p_at_n" in want else []),
+            *(ndcg_k if "ndcg@k" in want else []),
+            1,
+        ]
+    )
 
 
-def _topk_metrics(out: dict[str, np.ndarray], rs: torch.Tensor, hits: torch.Tensor, want: set[str],
-                  topk: Sequence[int], pn: Sequence[int], n: int, dev: torch.device) -> None:
+def _topk_metrics(
+    out: dict[str, np.ndarray],
+    rs: torch.Tensor,
+    hits: torch.Tensor,
+    want: set[str],
+    topk: Sequence[int],
+    pn: Sequence[int],
+    n: int,
+    dev: torch.device,
+) -> None:
     """map@k and p_at_n from the relevance of the first items of the stable order (torch path)."""
     if "map@k" in want:
         for k in topk:
             kk = min(k, n)
             num = (hits[:, :kk].double() * rs[:, :kk]).matmul(
-                1.0 / torch.arange(1, kk + 1, device=dev, dtype=torch.float64))
+                1.0 / torch.arange(1, kk + 1, device=dev, dtype=torch.float64)
+            )
             rk = hits[:, kk - 1].double()
             out[f"ap@{k}"] = torch.where(rk > 0, num / rk.clamp(min=1), 0.0).cpu().numpy()
     if "p_at_n" in want:
@@ -270,16 +303,25 @@ def _topk_metrics(out: dict[str, np.ndarray], rs: torch.Tensor, hits: torch.Tens
         out["p_at_n"] = (hits[:, idx].double() / (idx + 1).double()).cpu().numpy()
 
 
-def _chunk_stats(qc: torch.Tensor, dbc: torch.Tensor, ql: torch.Tensor, dbl: torch.Tensor, bits: int,
-                 nclass: int, want: set[str], topk: Sequence[int], pn: Sequence[int],
-                 ndcg_k: Sequence[int]) -> dict[str, np.ndarray]:
+def _chunk_stats(
+    qc: torch.Tensor,
+    dbc: torch.Tensor,
+    ql: torch.Tensor,
+    dbl: torch.Tensor,
+    bits: int,
+    nclass: int,
+    want: set[str],
+    topk: Sequence[int],
+    pn: Sequence[int],
+    ndcg_k: Sequence[int],
+) -> dict[str, np.ndarray]:
     """Per-query statistics of one chunk of queries with torch on any device (results as numpy on the CPU)."""
     dev = dbc.device
     b, n = qc.shape[0], dbc.shape[0]
     k1 = bits + 1
     # exact small-integer matmuls in float32 (|q·b| <= K, label overlap <= c < 2**24)
     dist = ((bits - qc.float() @ dbc.float().T) * 0.5).round_().to(torch.uint8 if bits < 256 else torch.int16)
-    grade = (ql.float() @ dbl.float().T)
+    grade = ql.float() @ dbl.float().T
     rel = grade > 0
     n_rel = rel.sum(1, dtype=torch.int64)
     out: dict[str, np.ndarray] = {"n_rel": n_rel.cpu().numpy()}
@@ -304,7 +346,9 @@ def _chunk_stats(qc: torch.Tensor, dbc: torch.Tensor, ql: torch.Tensor, dbl: tor
             gi = grade.round().long()
             gs = torch.gather(gi, 1, order[:, : min(max(ndcg_k), n)]).double().cpu().numpy()
             key = gi + (torch.arange(b, device=dev) * (nclass + 1)).unsqueeze(1)
-            ghist = torch.bincount(key.flatten(), minlength=b * (nclass + 1)).view(b, nclass + 1).cpu().numpy()
+            ghist = (
+                torch.bincount(key.flatten(), minlength=b * (nclass + 1)).view(b, nclass + 1).cpu().numpy()
+            )
             out.update(_ndcg(gs, ghist, ndcg_k, n))
     return out
 
@@ -358,11 +402,22 @@ def _workers(num_threads: int | None, n_chunks: int) -> int:
     return max(1, min(want, os.cpu_count() or 1, n_chunks))
 
 
-def evaluate(query_codes: Any, db_codes: Any, query_labels: Any, db_labels: Any, *,
-             metrics: Iterable[str] | None = None, topk: Sequence[int] = (50, 500, 1000),
-             pn_grid: Sequence[int] | None = None, ndcg_k: Sequence[int] = (50, 100, 1000),
-             device: str | torch.device = "auto", memory_budget_mb: float = 512, num_threads: int | None = None,
-             return_per_query: bool = False, _force_torch: bool = False) -> dict[str, Any]:
+def evaluate(
+    query_codes: Any,
+    db_codes: Any,
+    query_labels: Any,
+    db_labels: Any,
+    *,
+    metrics: Iterable[str] | None = None,
+    topk: Sequence[int] = (50, 500, 1000),
+    pn_grid: Sequence[int] | None = None,
+    ndcg_k: Sequence[int] = (50, 100, 1000),
+    device: str | torch.device = "auto",
+    memory_budget_mb: float = 512,
+    num_threads: int | None = None,
+    return_per_query: bool = False,
+    _force_torch: bool = False,
+) -> dict[str, Any]:
     """Evaluate Hamming ranking of ±1 codes (DESIGN §3); returns JSON-serialisable floats/lists.
 
     query_codes (nq, K), db_codes (ndb, K): ±1 codes (int8/float/any numeric; numpy or torch).
@@ -376,16 +431,23 @@ def evaluate(query_codes: Any, db_codes: Any, query_labels: Any, db_labels: Any,
     q, db = _codes_np(query_codes, "query codes"), _codes_np(db_codes, "database codes")
     ql, dbl = _labels_np(query_labels, "query labels"), _labels_np(db_labels, "database labels")
     if q.shape[1] != db.shape[1]:
-        raise MetricsError(f"query codes have {q.shape[1]} bits but database codes {db.shape[1]}; "
-                           "encode both with the same model")
+        raise MetricsError(
+            f"query codes have {q.shape[1]} bits but database codes {db.shape[1]}; "
+            "encode both with the same model"
+        )
     if ql.shape[0] != q.shape[0]:
-        raise MetricsError(f"query labels have {ql.shape[0]} rows but query codes {q.shape[0]}; pass matching parts")
+        raise MetricsError(
+            f"query labels have {ql.shape[0]} rows but query codes {q.shape[0]}; pass matching parts"
+        )
     if dbl.shape[0] != db.shape[0]:
-        raise MetricsError(f"database labels have {dbl.shape[0]} rows but database codes {db.shape[0]}; "
-                           "pass matching parts")
+        raise MetricsError(
+            f"database labels have {dbl.shape[0]} rows but database codes {db.shape[0]}; pass matching parts"
+        )
     if ql.shape[1] != dbl.shape[1]:
-        raise MetricsError(f"query labels have {ql.shape[1]} classes but database labels {dbl.shape[1]}; "
-                           "use the same label vocabulary")
+        raise MetricsError(
+            f"query labels have {ql.shape[1]} classes but database labels {dbl.shape[1]}; "
+            "use the same label vocabulary"
+        )
     if q.shape[0] == 0 or db.shape[0] == 0:
         raise MetricsError("need at least one query and one database item")
     topk = sorted({int(k) for k in topk})
@@ -407,8 +469,9 @@ def evaluate(query_codes: Any, db_codes: Any, query_labels: Any, db_labels: Any,
         qp, dbp, qlp, dblp = pack_bits(q), pack_bits(db), pack_bits(ql), pack_bits(dbl)
 
         def job(s: int) -> dict[str, np.ndarray]:
-            return _chunk_stats_np(qp[s:s + chunk], dbp, qlp[s:s + chunk], dblp, bits, nclass, want, topk, pn,
-                                   ndcg_k)
+            return _chunk_stats_np(
+                qp[s : s + chunk], dbp, qlp[s : s + chunk], dblp, bits, nclass, want, topk, pn, ndcg_k
+            )
 
         starts = range(0, nq, chunk)
         workers = _workers(num_threads, len(starts))
@@ -420,12 +483,29 @@ def evaluate(query_codes: Any, db_codes: Any, query_labels: Any, db_labels: Any,
     else:
         qt, dbt, qlt, dblt = (torch.from_numpy(np.ascontiguousarray(x)) for x in (q, db, ql, dbl))
         dbc, dbl_d = dbt.to(dev), dblt.to(dev)
-        parts = [_chunk_stats(qt[s:s + chunk].to(dev), dbc, qlt[s:s + chunk].to(dev), dbl_d, bits, nclass,
-                              want, topk, pn, ndcg_k) for s in range(0, nq, chunk)]
+        parts = [
+            _chunk_stats(
+                qt[s : s + chunk].to(dev),
+                dbc,
+                qlt[s : s + chunk].to(dev),
+                dbl_d,
+                bits,
+                nclass,
+                want,
+                topk,
+                pn,
+                ndcg_k,
+            )
+            for s in range(0, nq, chunk)
+        ]
     st = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     n_rel = st["n_rel"]
-    res: dict[str, Any] = {"n_queries": nq, "n_database": n, "bits": bits,
-                           "n_zero_relevance": int((n_rel == 0).sum())}
+    res: dict[str, Any] = {
+        "n_queries": nq,
+        "n_database": n,
+        "bits": bits,
+        "n_zero_relevance": int((n_rel == 0).sum()),
+    }
     if "map" in want:
         res["map"] = float(st["ap"].mean())
     if "counts" in st:
@@ -447,8 +527,12 @@ def evaluate(query_codes: Any, db_codes: Any, query_labels: Any, db_labels: Any,
         prec = np.where(ok, relcum / np.maximum(cum, 1), 0.0).sum(0) / np.maximum(ok.sum(0), 1)
         has = n_rel > 0
         rec = (relcum[has] / n_rel[has, None]).mean(0) if bool(has.any()) else np.zeros(bits + 1)
-        res["pr_radius"] = {"radius": list(range(bits + 1)), "precision": [float(x) for x in prec],
-                            "recall": [float(x) for x in rec], "n_empty": [int(x) for x in (~ok).sum(0)]}
+        res["pr_radius"] = {
+            "radius": list(range(bits + 1)),
+            "precision": [float(x) for x in prec],
+            "recall": [float(x) for x in rec],
+            "n_empty": [int(x) for x in (~ok).sum(0)],
+        }
     if "p_at_n" in want:
         res["p_at_n"] = {"n": [min(m, n) for m in pn], "precision": [float(x) for x in st["p_at_n"].mean(0)]}
     if "ndcg@k" in want:
@@ -467,8 +551,11 @@ class RetrievalEvaluator:
     against a fixed database; ``compute()`` evaluates them all with :func:`evaluate` (same results)."""
 
     def __init__(self, db_codes: Any, db_labels: Any, **options: Any) -> None:
-        self.db_codes, self.db_labels, self.options = check_codes(db_codes, "database codes"), \
-            check_labels(db_labels, "database labels"), options
+        self.db_codes, self.db_labels, self.options = (
+            check_codes(db_codes, "database codes"),
+            check_labels(db_labels, "database labels"),
+            options,
+        )
         self._codes: list[torch.Tensor] = []
         self._labels: list[torch.Tensor] = []
 
@@ -482,9 +569,17 @@ class RetrievalEvaluator:
     def compute(self) -> dict[str, Any]:
         if not self._codes:
             raise MetricsError("no queries: call update() before compute()")
-        return evaluate(torch.cat(self._codes), self.db_codes, torch.cat(self._labels), self.db_labels,
-                        **self.options)
+        return evaluate(
+            torch.cat(self._codes), self.db_codes, torch.cat(self._labels), self.db_labels, **self.options
+        )
 
 
-__all__ = ["ALL_METRICS", "MetricsError", "RetrievalEvaluator", "check_codes", "check_labels",
-           "default_pn_grid", "evaluate"]
+__all__ = [
+    "ALL_METRICS",
+    "MetricsError",
+    "RetrievalEvaluator",
+    "check_codes",
+    "check_labels",
+    "default_pn_grid",
+    "evaluate",
+]
