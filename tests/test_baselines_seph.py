@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from _retrieval import random_codes_map, task_maps
 
 from cmh.baselines.seph import fit_kernel_logistic, learn_codes_kl, semantic_probabilities
 from cmh.data import CrossModalDataset, Pairs, fixed_split, one_hot
@@ -56,16 +57,8 @@ def test_deterministic_under_seed(synthetic_small):
 @pytest.mark.parametrize("name", ["seph-rnd", "seph-km"])
 def test_beats_random_codes(fitted, synthetic_small, name):
     m = fitted[name]
-    q, db = synthetic_small.part("query"), synthetic_small.part("database")
-    rng = np.random.default_rng(0)
-    rand = _map(
-        np.where(rng.random((len(q), 16)) < 0.5, 1, -1),
-        np.where(rng.random((len(db), 16)) < 0.5, 1, -1),
-        q.labels,
-        db.labels,
-    )
-    i2t = _map(m.encode_image(q.image), m.encode_text(db.text), q.labels, db.labels)
-    t2i = _map(m.encode_text(q.text), m.encode_image(db.image), q.labels, db.labels)
+    rand = random_codes_map(synthetic_small, 16)
+    i2t, t2i = task_maps(m, synthetic_small)
     assert i2t > rand + 0.05 and t2i > rand + 0.05, (i2t, t2i, rand)
 
 

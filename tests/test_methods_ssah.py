@@ -7,11 +7,11 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from _retrieval import random_codes_map, task_maps
 
 from cmh.errors import CMHError
 from cmh.methods._nets import MultiScaleText, clamp_widths
 from cmh.methods.ssah import SSAH, pairwise_nll, pairwise_squared
-from cmh.metrics.reference import reference_map
 from cmh.registry import create_method, get_method_class
 
 #: Small networks so that unit tests stay fast; the algorithm is unchanged.
@@ -62,12 +62,8 @@ def test_codes_shape_and_values(synthetic_small, fitted):
 def test_learns_better_than_random_codes(synthetic_small):
     # small nets and batches so that a few epochs give enough steps (CI budget)
     m = fit_small(synthetic_small, bits=32, epochs=6, batch_size=32, lr_lab=1e-3)
-    q, db = synthetic_small.part("query"), synthetic_small.part("database")
-    i2t = reference_map(m.encode_image(q.image), m.encode_text(db.text), q.labels, db.labels)
-    t2i = reference_map(m.encode_text(q.text), m.encode_image(db.image), q.labels, db.labels)
-    rng = np.random.default_rng(0)
-    rnd = lambda n: np.where(rng.random((n, 32)) < 0.5, -1, 1).astype(np.int8)  # noqa: E731
-    base = reference_map(rnd(len(q)), rnd(len(db)), q.labels, db.labels)
+    i2t, t2i = task_maps(m, synthetic_small)
+    base = random_codes_map(synthetic_small, 32)
     assert i2t > base + 0.1 and t2i > base + 0.1, (i2t, t2i, base)
 
 

@@ -14,14 +14,13 @@ Targets (the project's): CVH and SCM-seq fit <= 10 s, CMFH <= 30 s, SePH <= 120 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import time
 import tracemalloc
 import warnings
-from pathlib import Path
 from typing import Any
+
+from cmh.bench._report import write_report
 
 HELP = "fit/encode time and peak memory of the shallow baselines (cvh, scm-*, cmfh, stmh, seph-*, cmssh, ...)"
 
@@ -178,19 +177,5 @@ def run(args: argparse.Namespace) -> int:
         )
     console.print(table)
     if args.json:
-        Path(args.json).write_text(
-            json.dumps(
-                {
-                    "args": {k: v for k, v in vars(args).items() if k != "func"},
-                    "machine": {
-                        "cpus": os.cpu_count(),
-                        "platform": platform.platform(),
-                        "python": platform.python_version(),
-                    },
-                    "results": rows,
-                },
-                indent=2,
-                default=str,
-            )
-        )
+        write_report(args.json, args, results=rows)
     return 0

@@ -18,12 +18,11 @@ Target (the project's): one SSAH epoch <= 60 s on a 2-core CPU at this shape.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import time
-from pathlib import Path
 from typing import Any
+
+from cmh.bench._report import write_report
 
 HELP = "seconds per epoch of SSAH and DCMH at the MIRFLICKR shape, and SSAH's time to reach DCMH's mAP"
 SSAH_EPOCH_TARGET_S = 60.0
@@ -186,13 +185,5 @@ def run(args: argparse.Namespace) -> int:
             "(the SSAH paper claims ~10x)"
         )
     if args.json:
-        out = {
-            "runs": runs,
-            "ssah_time_to_dcmh_map_s": reach,
-            "machine": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(),
-            "threads": torch.get_num_threads(),
-            "args": vars(args) | {"func": None},
-        }
-        Path(args.json).write_text(json.dumps(out, indent=2, default=str))
+        write_report(args.json, args, runs=runs, ssah_time_to_dcmh_map_s=reach)
     return 0

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -30,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from cmh.bench._report import write_report
 
 HELP = "evaluation speed (all metrics, by group) and peak memory vs the per-query NumPy reference loop"
 
@@ -273,19 +274,5 @@ def run(args: argparse.Namespace) -> int:
         "Targets: order ≥10×, counts ≥30×, ≤2048 MiB."
     )
     if args.json:
-        Path(args.json).write_text(
-            json.dumps(
-                {
-                    "args": {k: v for k, v in vars(args).items() if k != "func"},
-                    "machine": {
-                        "cpus": os.cpu_count(),
-                        "platform": platform.platform(),
-                        "python": platform.python_version(),
-                    },
-                    "results": rows,
-                },
-                indent=2,
-                default=str,
-            )
-        )
+        write_report(args.json, args, results=rows)
     return 0 if all(r["map_identical"] for r in rows) else 1

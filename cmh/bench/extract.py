@@ -8,12 +8,12 @@ Images: the real coco_mini photos (``$CMH_DATA/coco_mini/images``) when present,
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
+
+from cmh.bench._report import write_report
 
 HELP = "images/s of the extraction backbones (efficientnet-lite0, cnn-f, vgg19) and the pipeline"
 
@@ -167,19 +167,13 @@ def run(args: argparse.Namespace) -> int:
             f"{pipeline['images_per_s']:.1f} images/s"
         )
     if args.json:
-        Path(args.json).write_text(
-            json.dumps(
-                {
-                    "source": source,
-                    "device": str(dev),
-                    "threads": torch.get_num_threads(),
-                    "cpu": platform.processor(),
-                    "cpu_count": os.cpu_count(),
-                    "decode_images_per_s": decode_rate,
-                    "backbones": rows,
-                    "pipeline": pipeline,
-                },
-                indent=1,
-            )
+        write_report(
+            args.json,
+            args,
+            source=source,
+            device=str(dev),
+            decode_images_per_s=decode_rate,
+            backbones=rows,
+            pipeline=pipeline,
         )
     return 0
