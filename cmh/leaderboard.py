@@ -21,9 +21,10 @@ from typing import Any
 
 import numpy as np
 
+from cmh._atomic import atomic_write_bytes
 from cmh.compare import REPORTED_DIR, ComparisonTable, build_table, relative_paths, to_markdown
 from cmh.errors import CMHError
-from cmh.results import TASK_TITLES, TASKS, atomic_write_text, load_records
+from cmh.results import TASK_TITLES, TASKS, load_records
 
 INDEX = "README.md"
 PLOTS_MANIFEST = "plots.json"
@@ -373,13 +374,7 @@ def write_leaderboard(
         path = out_dir / rel
         if rel in old and old[rel].read_bytes() == data:
             continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if rel.endswith(".png"):
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_bytes(data)
-            tmp.replace(path)
-        else:
-            atomic_write_text(path, data.decode())
+        atomic_write_bytes(path, data)
         changed.append(rel)
     for rel in sorted(set(old) - set(files)):
         old[rel].unlink()

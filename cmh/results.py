@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 import platform
 import subprocess
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from cmh._atomic import atomic_write_text
 
 SCHEMA = 1
 REQUIRED_KEYS = ("method", "bits", "seed", "dataset", "tasks")
@@ -26,21 +26,6 @@ TASK_TITLES = {"i2t": "I→T", "t2i": "T→I"}
 def record_path(root: str | Path, dataset: str, method: str, bits: int, seed: int) -> Path:
     """Where the record of one run lives under ``root``."""
     return Path(root) / dataset / method / str(bits) / f"seed{seed}.json"
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` via a temp file + rename (never a partial file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def write_record(record: dict[str, Any], root: str | Path) -> Path:

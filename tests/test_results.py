@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from cmh._atomic import atomic_path
 from cmh.results import atomic_write_text, load_records, record_path, write_record
 
 
@@ -47,13 +48,27 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path):
     target = tmp_path / "r.json"
     atomic_write_text(target, "old")
 
-    class Boom(str):
-        pass
-
-    with pytest.raises(TypeError):
+    with pytest.raises(AttributeError):
         atomic_write_text(target, 123)  # type: ignore[arg-type]
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_atomic_path_removes_the_temporary_file_on_error(tmp_path):
+    target = tmp_path / "sub" / "codes.npz"
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("writer failed")
+    assert not target.exists() and list(target.parent.iterdir()) == []
+
+
+def test_atomic_files_get_the_umask_permissions_not_0600(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "r.json", "{}")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
 
 
 def test_run_records_method_warnings(synthetic_small) -> None:

@@ -9,6 +9,8 @@ import platform
 from pathlib import Path
 from typing import Any
 
+from cmh._atomic import atomic_write_text
+
 
 def machine_info() -> dict[str, Any]:
     """CPU count, processor, platform and Python version of this machine (threads are the caller's)."""
@@ -31,7 +33,4 @@ def write_report(path: str | Path, args: argparse.Namespace, **results: Any) -> 
         "machine": machine_info(),
         **results,
     }
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str))
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(payload, indent=2, default=str))

@@ -47,8 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def compare_command(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from cmh._atomic import atomic_write_text
     from cmh.compare import FORMATTERS, compare, render_rich
-    from cmh.results import atomic_write_text
 
     if not Path(args.results).is_dir():
         raise CMHError(

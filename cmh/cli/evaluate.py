@@ -17,9 +17,10 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from cmh._atomic import atomic_write_text
 from cmh.cli.common import add_device_argument
 from cmh.errors import CMHError
-from cmh.results import TASK_TITLES, atomic_write_text
+from cmh.results import TASK_TITLES
 
 TASK_KEYS = {"i2t": ("query_image", "database_text"), "t2i": ("query_text", "database_image")}
 SCALAR_METRICS = ("map", "map_tie_avg", "map@50", "map@500", "map@1000", "p_r2", "ndcg@50", "ndcg@1000")

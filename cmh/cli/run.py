@@ -90,23 +90,20 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def _save_codes(path: Path, codes: dict[str, dict[str, Any]], dataset: Any) -> None:
-    import os
-    import tempfile
-
     import numpy as np
 
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
-    os.close(fd)
-    np.savez_compressed(
-        tmp,
-        query_image=codes["query"]["image"],
-        query_text=codes["query"]["text"],
-        database_image=codes["database"]["image"],
-        database_text=codes["database"]["text"],
-        query_labels=dataset.part("query").labels,
-        database_labels=dataset.part("database").labels,
-    )
-    os.replace(tmp, path)
+    from cmh._atomic import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(
+            fh,
+            query_image=codes["query"]["image"],
+            query_text=codes["query"]["text"],
+            database_image=codes["database"]["image"],
+            database_text=codes["database"]["text"],
+            query_labels=dataset.part("query").labels,
+            database_labels=dataset.part("database").labels,
+        )
 
 
 def results_table(rows: list[tuple[dict[str, Any], Path, bool]], title: str) -> Table:

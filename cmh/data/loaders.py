@@ -22,13 +22,13 @@ Layouts
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
+from cmh._atomic import atomic_path
 from cmh.data.dataset import PARTS, CrossModalDataset, Split, one_hot
 from cmh.data.mat import check_file, is_hdf5, mat_variables, read_mat
 from cmh.data.splits import fixed_split, protocol_split, random_split
@@ -311,14 +311,8 @@ def save_npz(dataset: CrossModalDataset, path: str | Path, compress: bool = Fals
     class_names = dataset.meta.get("class_names")
     if class_names:
         arrays["class_names"] = np.asarray(class_names, dtype=str)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            (np.savez_compressed if compress else np.savez)(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        (np.savez_compressed if compress else np.savez)(fh, **arrays)
     return path
 
 

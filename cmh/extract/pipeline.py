@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cmh._atomic import atomic_path
 from cmh.errors import CMHError
 from cmh.extract.backbones import Backbone, build_backbone
 from cmh.extract.images import ImageFiles, ImageTransform, list_images
@@ -72,15 +73,8 @@ def _warn(msg: str) -> None:
 
 
 def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
 
 
 def _progress(enabled: bool):  # noqa: ANN202 - a rich Progress

@@ -60,6 +60,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from cmh._atomic import atomic_path
 from cmh.base import HashMethod, sign_codes
 from cmh.errors import CMHError
 
@@ -592,10 +593,8 @@ class DeepHashMethod(HashMethod):
 
 
 def _atomic_save(state: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def _load_file(path: Path) -> Any:
