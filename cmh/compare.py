@@ -9,6 +9,11 @@ With ``against``, every method is compared with one reference method by a paired
 over the queries (per-query AP, averaged over the seeds both methods share), the test a reader needs to tell
 a real gain from seed noise on small query sets.
 
+Seeds are averaged only over records made with the same settings: when the records of one (method, bits)
+cell differ in their configuration (say a re-run with ``--set epochs=150`` beside older 40-epoch records),
+the largest group is shown (ties: the newest) and the others are listed as left out. Settings that differ
+from the method's defaults are named in the footnotes (e.g. ``ssah: epochs=150``).
+
 The functional core is :func:`build_table`; :func:`render_rich`, :func:`to_markdown`, :func:`to_csv` and
 :func:`to_json` only format a :class:`ComparisonTable`.
 """
@@ -36,6 +41,8 @@ PER_QUERY_KEYS = {"map": "ap_per_query", "map_tie_avg": "ap_tie_avg_per_query"}
 #: significance level of the paired test
 ALPHA = 0.05
 REPORTED_DIR = Path(__file__).parent / "reported"
+#: configuration keys that do not change a run's result (logging, checkpoint/resume plumbing, loader workers)
+NEUTRAL_SETTINGS = frozenset({"verbose", "checkpoint_dir", "resume", "image_workers"})
 #: reported-data dataset names that differ from cmh's catalog names
 _REPORTED_ALIASES = {"nuswide": "nus-wide", "mscoco": "coco"}
 
@@ -138,6 +145,7 @@ class ComparisonTable:
     cells: dict[tuple[str, str, int], Cell]
     reported: list[ReportedRow] = field(default_factory=list)
     left_out: list[str] = field(default_factory=list)
+    settings: dict[str, str] = field(default_factory=dict)
     against: str | None = None
     significance: dict[tuple[str, str, int], Significance] = field(default_factory=dict)
 
@@ -206,6 +214,88 @@ def _pick_version(
                 f"--dataset-version {v.content_hash[:12]}"
             )
     return pick, by_version[pick]
+
+
+def _settings(record: dict[str, Any]) -> dict[str, Any]:
+    """The record's configuration without :data:`NEUTRAL_SETTINGS`."""
+    return {k: v for k, v in (record.get("config") or {}).items() if k not in NEUTRAL_SETTINGS}
+
+
+def _format_settings(settings: dict[str, Any]) -> str:
+    def value(v: Any) -> str:
+        return ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+
+    return " ".join(f"{k}={value(v)}" for k, v in sorted(settings.items())) or "defaults"
+
+
+_DEFAULTS_CACHE: dict[tuple[str, int], dict[str, Any] | None] = {}
+
+
+def default_settings(method: str, bits: int) -> dict[str, Any] | None:
+    """The resolved default configuration of ``method`` at ``bits`` (JSON-normalised), or None when the
+    method is not installed (a record from a plugin this environment lacks)."""
+    key = (method, bits)
+    if key not in _DEFAULTS_CACHE:
+        from cmh.registry import create_method
+
+        try:
+            cfg = create_method(method, bits=bits, seed=0).config_dict()
+            _DEFAULTS_CACHE[key] = json.loads(json.dumps(cfg, default=str))
+        except Exception:  # noqa: BLE001 - unknown or broken plugin: no defaults to compare with
+            _DEFAULTS_CACHE[key] = None
+    return _DEFAULTS_CACHE[key]
+
+
+def non_default_settings(record: dict[str, Any]) -> dict[str, Any]:
+    """The settings of ``record`` that differ from its method's defaults (empty when unknown)."""
+    defaults = default_settings(record["method"], int(record["bits"]))
+    if defaults is None:
+        return {}
+    return {k: v for k, v in _settings(record).items() if k in defaults and defaults[k] != v}
+
+
+def _one_setting_per_cell(records: list[dict[str, Any]], left_out: list[str]) -> list[dict[str, Any]]:
+    """Per (method, bits), keep the records of the most common configuration (ties: the newest)."""
+    groups: dict[tuple[str, int], dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for rec in records:
+        key = json.dumps(_settings(rec), sort_keys=True, default=str)
+        groups[rec["method"], int(rec["bits"])][key].append(rec)
+    kept: list[dict[str, Any]] = []
+    for (method, bits), by_setting in sorted(groups.items()):
+        ranked = sorted(
+            by_setting.values(), key=lambda g: (len(g), max(str(r.get("date", "")) for r in g)), reverse=True
+        )
+        kept.extend(ranked[0])
+        chosen = _settings(ranked[0][0])
+        for group in ranked[1:]:
+            other = _settings(group[0])
+            diff = {
+                k: other.get(k) for k in sorted(set(chosen) | set(other)) if chosen.get(k) != other.get(k)
+            }
+            shown = {k: chosen.get(k) for k in diff}
+            for rec in group:
+                left_out.append(
+                    f"{rec['_path']}: left out, made with other settings ({_format_settings(diff)}) than the "
+                    f"{len(ranked[0])} record(s) shown for {method} at {bits} bits ({_format_settings(shown)})"
+                )
+    return kept
+
+
+def _settings_notes(records: list[dict[str, Any]]) -> dict[str, str]:
+    """Per method, its non-default settings (per code length where they differ between code lengths)."""
+    per_method: dict[str, dict[int, str]] = defaultdict(dict)
+    for rec in records:
+        per_method[rec["method"]][int(rec["bits"])] = _format_settings(non_default_settings(rec))
+    out = {}
+    for method, by_bits in sorted(per_method.items()):
+        texts = set(by_bits.values())
+        if texts == {"defaults"}:
+            continue
+        if len(texts) == 1:
+            out[method] = texts.pop()
+        else:
+            out[method] = "; ".join(f"{b} bits: {t}" for b, t in sorted(by_bits.items()))
+    return out
 
 
 def _match_method(name: str, wanted: Sequence[str] | None) -> bool:
@@ -299,6 +389,7 @@ def build_table(
         recs = [r for r in recs if r["method"] in methods]
     if bits:
         recs = [r for r in recs if r["bits"] in bits]
+    recs = _one_setting_per_cell(recs, left_out)
     cells: dict[tuple[str, str, int], Cell] = defaultdict(Cell)
     pq_key = PER_QUERY_KEYS.get(metric)
     for rec in sorted(recs, key=lambda r: (r["method"], r["bits"], r["seed"])):
@@ -319,7 +410,16 @@ def build_table(
     columns = (
         sorted({k[2] for k in cells}) if not bits else [b for b in bits if any(k[2] == b for k in cells)]
     )
-    table = ComparisonTable(dataset, ver, metric, columns, row_names, dict(cells), left_out=left_out)
+    table = ComparisonTable(
+        dataset,
+        ver,
+        metric,
+        columns,
+        row_names,
+        dict(cells),
+        left_out=left_out,
+        settings=_settings_notes(recs),
+    )
     if reported:
         table.reported = load_reported(dataset, methods, columns or bits, metric, reported_dir)
     if against:
@@ -417,6 +517,9 @@ def notes(table: ComparisonTable) -> list[str]:
             f"queries on per-query AP averaged over shared seeds, p < {ALPHA}, not corrected for multiple "
             "comparisons)."
         )
+    if table.settings:
+        listed = "; ".join(f"{m}: {t}" for m, t in table.settings.items())
+        out.append(f"Settings other than the method's defaults: {listed}.")
     if table.reported:
         out.append(
             "Reported rows are published numbers (other features, splits and runs); bold marks the best "
@@ -554,6 +657,7 @@ def to_json(table: ComparisonTable) -> str:
             "content_hash": table.version.content_hash,
         },
         "rows": to_rows(table),
+        "settings": table.settings,
         "notes": notes(table),
     }
     return json.dumps(doc, indent=1, ensure_ascii=False) + "\n"

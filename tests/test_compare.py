@@ -124,6 +124,24 @@ def test_versions_are_never_mixed(results: Path) -> None:
     assert t2.methods == ["other"]
 
 
+def test_seeds_with_other_settings_are_not_averaged(results: Path) -> None:
+    """A re-run with other settings beside older records: the larger group is shown, the rest listed."""
+    for seed in (0, 1):
+        rec = fake_record("cvh", 16, seed, np.full(60, 0.3), np.full(60, 0.3))
+        write_record({**rec, "config": {"reg": 0.5, "verbose": True}}, results)
+    rec = fake_record("cvh", 16, 2, np.full(60, 0.9), np.full(60, 0.9))
+    write_record({**rec, "config": {"reg": 1e-4, "verbose": False}}, results)  # verbose: neutral
+    records, _ = load_records(results)
+    t = build_table(records, "toy")
+    cell = t.cells["cvh", "i2t", 16]
+    assert cell.seeds == [0, 1] and cell.mean == pytest.approx(0.3)
+    assert any("cvh/16/seed2.json: left out, made with other settings (reg=0.0001)" in n for n in t.left_out)
+    # reg=0.5 is not CVH's default (1e-4): the footnote names it; the fake methods have no defaults
+    assert t.settings == {"cvh": "reg=0.5"}
+    assert "Settings other than the method's defaults: cvh: reg=0.5." in to_markdown(t)
+    assert json.loads(to_json(t))["settings"] == {"cvh": "reg=0.5"}
+
+
 def test_significance_against_a_method(results: Path) -> None:
     records, _ = load_records(results)
     t = build_table(records, "toy", against="base")
