@@ -56,6 +56,7 @@ class DatasetVersion:
     split_seed: int | None
     content_hash: str
     sizes: tuple[tuple[str, int], ...] = ()
+    database_codes: str = "per-view"
 
     @classmethod
     def of(cls, record: dict[str, Any]) -> DatasetVersion:
@@ -66,16 +67,18 @@ class DatasetVersion:
             ds.get("split_seed"),
             str(ds.get("content_hash")),
             tuple(sorted((ds.get("sizes") or {}).items())),
+            str(ds.get("database_codes", "per-view")),
         )
 
     @property
-    def key(self) -> tuple[str, str, str, str]:
-        return (self.name, self.protocol, str(self.split_seed), self.content_hash)
+    def key(self) -> tuple[str, str, str, str, str]:
+        return (self.name, self.protocol, str(self.split_seed), self.content_hash, self.database_codes)
 
     def label(self) -> str:
         sizes = ", ".join(f"{k} {v:,}" for k, v in self.sizes)
         split = "fixed split" if self.split_seed is None else f"split seed {self.split_seed}"
-        return f"protocol {self.protocol}, {split}, content {self.content_hash[:12]}" + (
+        codes = ", unified database codes" if self.database_codes == "unified" else ""
+        return f"protocol {self.protocol}, {split}, content {self.content_hash[:12]}{codes}" + (
             f" ({sizes})" if sizes else ""
         )
 
@@ -179,24 +182,36 @@ def scalar_metrics(records: Iterable[dict[str, Any]]) -> list[str]:
 
 
 def _pick_version(
-    records: list[dict[str, Any]], dataset: str, version: str | None, left_out: list[str]
+    records: list[dict[str, Any]],
+    dataset: str,
+    version: str | None,
+    left_out: list[str],
+    database: str | None = None,
 ) -> tuple[DatasetVersion | None, list[dict[str, Any]]]:
-    """Keep the records of one version of ``dataset``: ``version`` (a content-hash prefix) or the most common."""
+    """Keep the records of one version of ``dataset``: the one matching ``version`` (a content-hash prefix)
+    and ``database`` codes when given; by default per-view codes and the version with the most records."""
     by_version: dict[DatasetVersion, list[dict[str, Any]]] = defaultdict(list)
     for rec in records:
         by_version[DatasetVersion.of(rec)].append(rec)
     if not by_version:
         return None, []
+    candidates = list(by_version)
+    if database:
+        candidates = [v for v in candidates if v.database_codes == database]
+        if not candidates:
+            raise CMHError(
+                f"no records of {dataset} with {database} database codes; make them with "
+                f"`cmh run METHOD --database {database}`"
+            )
     if version:
-        chosen = [v for v in by_version if v.content_hash.startswith(version)]
-        if not chosen:
-            hashes = ", ".join(sorted(v.content_hash[:12] for v in by_version))
+        candidates = [v for v in candidates if v.content_hash.startswith(version)]
+        if not candidates:
+            hashes = ", ".join(sorted({v.content_hash[:12] for v in by_version}))
             raise CMHError(
                 f"no records of {dataset} with content hash {version}; recorded versions: {hashes}"
             )
-        pick = chosen[0]
-    else:
-        pick = sorted(by_version, key=lambda v: (-len(by_version[v]), v.key))[0]
+    # per-view codes (cmh's protocol) first, then the version with the most records
+    pick = sorted(candidates, key=lambda v: (v.database_codes != "per-view", -len(by_version[v]), v.key))[0]
     for v in sorted(by_version, key=lambda v: v.key):
         if v != pick:
             diff = [
@@ -205,13 +220,16 @@ def _pick_version(
                     ("protocol", v.protocol, pick.protocol),
                     ("split seed", v.split_seed, pick.split_seed),
                     ("data", v.content_hash, pick.content_hash),
+                    ("database codes", v.database_codes, pick.database_codes),
                 )
                 if a != b
             ]
+            show = f"--dataset-version {v.content_hash[:12]}"
+            if v.database_codes != "per-view":
+                show += f" --database {v.database_codes}"
             left_out.append(
                 f"{len(by_version[v])} record(s) of {dataset} left out: another dataset version "
-                f"(different {', '.join(diff)}: {v.label()}); show them with "
-                f"--dataset-version {v.content_hash[:12]}"
+                f"(different {', '.join(diff)}: {v.label()}); show them with {show}"
             )
     return pick, by_version[pick]
 
@@ -363,16 +381,18 @@ def build_table(
     against: str | None = None,
     version: str | None = None,
     reported_dir: str | Path = REPORTED_DIR,
+    database: str | None = None,
 ) -> ComparisonTable:
     """Collect one dataset's records into a :class:`ComparisonTable` (see the module docstring).
 
     ``methods``/``bits`` restrict and order rows/columns (default: all recorded, methods in name order);
     ``metric`` is any scalar metric of the records (``map``, ``map@1000``, ``map_tie_avg``, ``p_r2``, ...);
-    ``version`` picks a dataset version by content-hash prefix (default: the one with the most records).
+    ``version`` picks a dataset version by content-hash prefix (default: the one with the most records);
+    ``database`` picks records made with ``per-view`` (the default) or ``unified`` database codes.
     """
     all_records = [r for r in records if r["dataset"]["name"] == dataset]
     left_out: list[str] = []
-    ver, recs = _pick_version(all_records, dataset, version, left_out)
+    ver, recs = _pick_version(all_records, dataset, version, left_out, database)
     if recs:
         known = scalar_metrics(recs)
         if metric not in known:
@@ -655,6 +675,7 @@ def to_json(table: ComparisonTable) -> str:
             "protocol": table.version.protocol,
             "split_seed": table.version.split_seed,
             "content_hash": table.version.content_hash,
+            "database_codes": table.version.database_codes,
         },
         "rows": to_rows(table),
         "settings": table.settings,

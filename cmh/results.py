@@ -23,14 +23,30 @@ TASKS = ("i2t", "t2i")
 TASK_TITLES = {"i2t": "I→T", "t2i": "T→I"}
 
 
-def record_path(root: str | Path, dataset: str, method: str, bits: int, seed: int) -> Path:
-    """Where the record of one run lives under ``root``."""
-    return Path(root) / dataset / method / str(bits) / f"seed{seed}.json"
+#: how the database is encoded: each item by the other modality's own encoder (``per-view``, cmh's default
+#: protocol) or by one code from both views (``unified``, as the CMFH/SePH/STMH papers evaluate)
+DATABASE_CODES = ("per-view", "unified")
+
+
+def record_path(
+    root: str | Path, dataset: str, method: str, bits: int, seed: int, database: str = "per-view"
+) -> Path:
+    """Where the record of one run lives under ``root`` (``seed<k>.unified.json`` for unified database codes)."""
+    suffix = "" if database == "per-view" else f".{database}"
+    return Path(root) / dataset / method / str(bits) / f"seed{seed}{suffix}.json"
+
+
+def database_codes(record: dict[str, Any]) -> str:
+    """The record's database-code protocol (records before the option existed are ``per-view``)."""
+    return str(record["dataset"].get("database_codes", "per-view"))
 
 
 def write_record(record: dict[str, Any], root: str | Path) -> Path:
     """Write one record atomically to its canonical path under ``root``; returns the path."""
-    path = record_path(root, record["dataset"]["name"], record["method"], record["bits"], record["seed"])
+    ds = record["dataset"]
+    path = record_path(
+        root, ds["name"], record["method"], record["bits"], record["seed"], database_codes(record)
+    )
     return atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
 
 

@@ -19,7 +19,7 @@ from cmh.base import HashMethod, check_bits, resolve_device
 from cmh.data import CrossModalDataset
 from cmh.errors import CMHError
 from cmh.registry import create_method
-from cmh.results import SCHEMA, environment, git_commit, utc_now
+from cmh.results import DATABASE_CODES, SCHEMA, environment, git_commit, utc_now
 
 
 def check_codes(codes: Any, n: int, bits: int, who: str) -> np.ndarray:
@@ -48,6 +48,27 @@ def encode_part(method: HashMethod, dataset: CrossModalDataset, part: str) -> di
     }
 
 
+def encode_unified(method: HashMethod, dataset: CrossModalDataset, part: str) -> np.ndarray:
+    """One ±1 code (n, K) per item of ``part`` from both of its views (``method.encode_pair``)."""
+    pairs = dataset.part(part)
+    codes = method.encode_pair(method.image_input(pairs), pairs.text)  # type: ignore[attr-defined]
+    return check_codes(codes, len(pairs), method.bits, f"{method.name}.encode_pair")
+
+
+def check_database_codes(method: HashMethod, database: str) -> None:
+    """A one-line error for an unknown protocol or a method without unified codes."""
+    if database not in DATABASE_CODES:
+        raise CMHError(f"unknown database codes '{database}'; use one of: {', '.join(DATABASE_CODES)}")
+    if database == "unified" and not callable(getattr(method, "encode_pair", None)):
+        from cmh.registry import get_method_class, list_methods
+
+        able = [n for n in list_methods() if callable(getattr(get_method_class(n), "encode_pair", None))]
+        raise CMHError(
+            f"{method.name} has no unified database codes (no encode_pair); use --database per-view, "
+            f"or a method that has them: {', '.join(able)}"
+        )
+
+
 def peak_rss_mb() -> float:
     """The process's resident-memory high-water mark so far, in MiB (Linux reports KiB, macOS bytes)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -63,9 +84,12 @@ def run_once(
     device: str = "auto",
     eval_options: dict[str, Any] | None = None,
     return_codes: bool = False,
+    database: str = "per-view",
 ) -> dict[str, Any]:
     """Train ``method_name`` on ``dataset``'s train part, encode query/database, evaluate I→T and T→I.
 
+    ``database="unified"`` encodes each database item once from both views (``encode_pair``, the CMFH/SePH
+    papers' protocol) and searches those codes in both tasks; the record says so and gets its own file.
     Returns the result record (see :mod:`cmh.results`); with ``return_codes`` the codes are attached
     under ``"_codes"`` (not part of the stored record).
     """
@@ -74,6 +98,7 @@ def run_once(
     bits = check_bits(bits)
     dev = resolve_device(device)
     method = create_method(method_name, bits=bits, seed=seed, device=str(dev), **(config or {}))
+    check_database_codes(method, database)
     train = dataset.part("train")
     method.check_train(train)
 
@@ -86,7 +111,11 @@ def run_once(
 
         t0 = time.perf_counter()
         query = encode_part(method, dataset, "query")
-        database = encode_part(method, dataset, "database")
+        if database == "unified":
+            unified = encode_unified(method, dataset, "database")
+            db_codes = {"image": unified, "text": unified}
+        else:
+            db_codes = encode_part(method, dataset, "database")
         t_encode = time.perf_counter() - t0
     method_warnings = list(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
     for w in caught:  # still shown to the user, once each
@@ -96,8 +125,8 @@ def run_once(
     opts = {"device": str(dev), "return_per_query": True, **(eval_options or {})}
     t0 = time.perf_counter()
     tasks = {
-        "i2t": evaluate(query["image"], database["text"], qlab, dblab, **opts),
-        "t2i": evaluate(query["text"], database["image"], qlab, dblab, **opts),
+        "i2t": evaluate(query["image"], db_codes["text"], qlab, dblab, **opts),
+        "t2i": evaluate(query["text"], db_codes["image"], qlab, dblab, **opts),
     }
     t_eval = time.perf_counter() - t0
 
@@ -118,6 +147,7 @@ def run_once(
             "image_dim": None if dataset.image is None else int(dataset.image.shape[1]),
             "text_dim": int(dataset.text.shape[1]),
             "classes": dataset.num_classes,
+            **({"database_codes": database} if database != "per-view" else {}),
         },
         "tasks": tasks,
         "timings": {"fit_s": round(t_fit, 3), "encode_s": round(t_encode, 3), "evaluate_s": round(t_eval, 3)},
@@ -131,5 +161,5 @@ def run_once(
     if dev.type == "cuda":
         record["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated(dev) / 2**20, 1)
     if return_codes:
-        record["_codes"] = {"query": query, "database": database}
+        record["_codes"] = {"query": query, "database": db_codes}
     return record

@@ -12,6 +12,7 @@ A grid file::
         bits: [16, 32, 64, 128]
         seeds: [0, 1, 2]
         set: {}                       # optional method overrides for this block
+        database: per-view            # optional: unified = database codes from both views (encode_pair)
 
 ``cmh sweep GRID`` runs every (dataset, method, bits, seed) whose record is missing. ``$CMH_DATA``
 defaults to ``../shared/data`` beside the repository when unset.
@@ -41,6 +42,7 @@ class PlannedRun:
     bits: int
     seed: int
     overrides: dict[str, Any] = field(default_factory=dict)
+    database: str = "per-view"
 
 
 def default_data_root() -> str:
@@ -102,10 +104,18 @@ def plan(
     grid: dict[str, Any], methods: list[str] | None = None, datasets: list[str] | None = None
 ) -> Iterator[PlannedRun]:
     """Every run of the grid, optionally restricted to some methods/datasets."""
+    from cmh.results import DATABASE_CODES
+
     for block in grid["runs"]:
+        database = str(block.get("database", "per-view"))
+        if database not in DATABASE_CODES:
+            raise CMHError(
+                f"grid block {block.get('methods')}: unknown database '{database}'; "
+                f"use one of: {', '.join(DATABASE_CODES)}"
+            )
         for ds, m, bits, seed in itertools.product(
             block["datasets"], block["methods"], block["bits"], block.get("seeds", [0])
         ):
             if (methods and m not in methods) or (datasets and ds not in datasets):
                 continue
-            yield PlannedRun(ds, m, int(bits), int(seed), dict(block.get("set") or {}))
+            yield PlannedRun(ds, m, int(bits), int(seed), dict(block.get("set") or {}), database)

@@ -32,6 +32,13 @@ class _Projection(HashMethod):
         return sign_codes((to_dense(text) - self.mt) @ self.wt)
 
 
+class _Unified(_Projection):
+    """Test-only method with unified codes: the sign of the sum of both views' projections."""
+
+    def encode_pair(self, image, text):
+        return sign_codes((image - self.mi) @ self.wi + (to_dense(text) - self.mt) @ self.wt)
+
+
 class _Broken(_Projection):
     """Test-only method returning 0/1 codes (a plugin bug the harness must catch)."""
 
@@ -43,7 +50,9 @@ class _Broken(_Projection):
 def test_methods():
     registry.METHODS.register("test-proj", _Projection, force=True)
     registry.METHODS.register("test-broken", _Broken, force=True)
+    registry.METHODS.register("test-unified", _Unified, force=True)
     yield
+    registry.METHODS._items.pop("test-unified", None)
     registry.METHODS._items.pop("test-proj", None)
     registry.METHODS._items.pop("test-broken", None)
 
@@ -61,6 +70,36 @@ def test_run_writes_one_record_per_bits_and_seed(tmp_path, capsys):
     assert {"fit_s", "encode_s", "evaluate_s"} <= set(rec["timings"]) and rec["versions"]["torch"]
     printed = capsys.readouterr().out
     assert "I→T mAP" in printed and "mean of 2" in printed
+
+
+def test_unified_database_codes_get_their_own_record_and_match_encode_pair(tmp_path, capsys):
+    from cmh.data import make_synthetic
+    from cmh.metrics.reference import reference_map
+    from cmh.registry import create_method
+
+    out = tmp_path / "results"
+    assert main(["run", "test-unified", "--bits", "16", "--out", str(out)]) == 0
+    assert main(["run", "test-unified", "--bits", "16", "--out", str(out), "--database", "unified"]) == 0
+    per_view = json.loads((out / "synthetic/test-unified/16/seed0.json").read_text())
+    unified = json.loads((out / "synthetic/test-unified/16/seed0.unified.json").read_text())
+    assert "database_codes" not in per_view["dataset"] and unified["dataset"]["database_codes"] == "unified"
+    # the unified record searches encode_pair codes of the database in both tasks
+    ds = make_synthetic()
+    m = create_method("test-unified", bits=16, seed=0).fit(ds.part("train"))
+    q, db = ds.part("query"), ds.part("database")
+    codes = m.encode_pair(db.image, db.text)
+    want_t2i = reference_map(m.encode_text(q.text), codes, q.labels, db.labels)
+    assert unified["tasks"]["t2i"]["map"] == pytest.approx(want_t2i, abs=1e-9)
+    assert unified["tasks"]["t2i"]["map"] != pytest.approx(per_view["tasks"]["t2i"]["map"], abs=1e-6)
+    # never averaged together: compare shows per-view by default and names the unified records
+    capsys.readouterr()
+    assert main(["compare", "--results", str(out), "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["version"]["database_codes"] == "per-view"
+    assert all(r["n"] == 1 and r["records"][0].endswith("seed0.json") for r in doc["rows"])
+    assert any("--database unified" in n for n in doc["notes"])
+    assert main(["compare", "--results", str(out), "--format", "md", "--database", "unified"]) == 0
+    assert "unified database codes" in capsys.readouterr().out
 
 
 def test_existing_record_is_kept_unless_overwrite(tmp_path, capsys):
@@ -103,6 +142,7 @@ def test_eval_scores_external_codes(tmp_path, capsys):
         (["run", "test-proj", "--dataset", "synthtic"], "did you mean 'synthetic'"),
         (["run", "test-proj", "--config", "/nonexistent/cfg.yaml"], "not found"),
         (["run", "test-broken", "--bits", "8"], "codes outside {-1, +1}"),
+        (["run", "test-proj", "--database", "unified"], "test-proj has no unified database codes"),
         (["eval", "--codes", "/nonexistent/codes.npz"], "not found"),
     ],
 )

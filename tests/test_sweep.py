@@ -29,7 +29,7 @@ def test_committed_grids_plan_every_method_and_dataset() -> None:
     runs = list(plan(grid))
     assert {r.dataset for r in runs} == {"synthetic", "wikipedia", "coco_mini"}
     assert {"ssah", "dcmh", "cvh", "seph-km"} <= {r.method for r in runs}
-    assert len(runs) == len({(r.dataset, r.method, r.bits, r.seed) for r in runs})  # no run twice
+    assert len(runs) == len({(r.dataset, r.method, r.bits, r.seed, r.database) for r in runs})  # no run twice
     from cmh.registry import list_methods
 
     assert {r.method for r in runs} <= set(list_methods())
@@ -47,6 +47,21 @@ def test_sweep_runs_missing_records_only(tmp_path: Path, capsys: pytest.CaptureF
     out = capsys.readouterr().out
     assert "1 to do, 1 recorded already" in out
     assert sorted(r["bits"] for r in load_records(tmp_path / "res")[0]) == [16, 32, 64]
+
+
+def test_sweep_block_with_unified_database_codes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    runs = [
+        {"methods": ["cmfh"], "datasets": ["synthetic"], "bits": [16], "seeds": [0]},
+        {"methods": ["cmfh"], "datasets": ["synthetic"], "bits": [16], "seeds": [0], "database": "unified"},
+    ]
+    grid = write_grid(tmp_path, runs=runs)
+    assert main(["sweep", str(grid)]) == 0
+    names = sorted(p.name for p in (tmp_path / "res").rglob("*.json"))
+    assert names == ["seed0.json", "seed0.unified.json"]
+    assert "unified database codes" in capsys.readouterr().out
+    bad = write_grid(tmp_path, runs=[{**runs[1], "database": "both"}])
+    assert main(["sweep", str(bad)]) == 2
+    assert "unknown database 'both'" in capsys.readouterr().err
 
 
 def test_sweep_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -29,6 +29,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="HASH",
         help="use records of this dataset version (content-hash prefix) instead of the most common",
     )
+    p.add_argument(
+        "--database",
+        choices=["per-view", "unified"],
+        help="records made with per-view (default) or unified database codes (`cmh run --database`)",
+    )
     p.add_argument("--format", choices=["table", "md", "csv", "json"], default="table", help="output format")
     p.add_argument("--output", metavar="FILE", help="write to FILE (atomically) instead of the terminal")
     p.set_defaults(func=compare_command)
@@ -63,6 +68,7 @@ def compare_command(args: argparse.Namespace) -> int:
         reported=args.reported,
         against=args.against,
         version=args.dataset_version,
+        database=args.database,
     )
     err = Console(stderr=True)
     for path, why in skipped:

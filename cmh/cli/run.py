@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cmh.cli.common import add_dataset_arguments, add_device_argument, int_list, load_dataset_from_args
-from cmh.results import load_record, record_path, write_record
+from cmh.results import DATABASE_CODES, load_record, record_path, write_record
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,6 +28,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="results", help="results folder (default ./results)")
     p.add_argument(
         "--overwrite", action="store_true", help="replace existing records instead of skipping those runs"
+    )
+    p.add_argument(
+        "--database",
+        choices=DATABASE_CODES,
+        default="per-view",
+        help="database codes: each view's own (per-view, default) or one code from both views "
+        "(unified, the CMFH/SePH papers' protocol; methods with encode_pair)",
     )
     p.add_argument("--no-save", action="store_true", help="print the metrics but write no record")
     p.add_argument(
@@ -50,7 +57,7 @@ def method_overrides(args: argparse.Namespace) -> dict[str, Any]:
 def run_command(args: argparse.Namespace) -> int:
     from cmh.base import check_bits
     from cmh.registry import create_method
-    from cmh.runner import run_once
+    from cmh.runner import check_database_codes, run_once
 
     console = Console()
     overrides = method_overrides(args)
@@ -58,6 +65,7 @@ def run_command(args: argparse.Namespace) -> int:
         check_bits(bits)
     # fail fast on an unknown method or option, before any data is loaded
     probe = create_method(args.method, bits=args.bits[0], seed=args.seeds[0], device="cpu", **overrides)
+    check_database_codes(probe, args.database)
     dataset = load_dataset_from_args(args)
     console.print(
         f"[bold]{probe.name}[/] on [bold]{dataset.name}[/] ({dataset.split.protocol} split: "
@@ -66,14 +74,21 @@ def run_command(args: argparse.Namespace) -> int:
     rows = []
     for bits in args.bits:
         for seed in args.seeds:
-            path = record_path(args.out, dataset.name, probe.name, bits, seed)
+            path = record_path(args.out, dataset.name, probe.name, bits, seed, args.database)
             if path.exists() and not args.overwrite and not args.no_save:
                 console.print(f"[yellow]{path} exists; showing it (use --overwrite to run again)[/]")
                 rows.append((load_record(path), path, True))
                 continue
             console.print(f"[dim]{probe.name} {bits} bits, seed {seed}: training ...[/]")
             record = run_once(
-                args.method, dataset, bits, seed, overrides, args.device, return_codes=args.save_codes
+                args.method,
+                dataset,
+                bits,
+                seed,
+                overrides,
+                args.device,
+                return_codes=args.save_codes,
+                database=args.database,
             )
             codes = record.pop("_codes", None)
             if not args.no_save:
@@ -85,7 +100,8 @@ def run_command(args: argparse.Namespace) -> int:
                 f"{bits} bits, seed {seed}: I→T mAP {record['tasks']['i2t']['map']:.4f}, "
                 f"T→I mAP {record['tasks']['t2i']['map']:.4f}" + ("" if args.no_save else f" -> {path}")
             )
-    console.print(results_table(rows, f"{probe.name} on {dataset.name}"))
+    unified = ", unified database codes" if args.database == "unified" else ""
+    console.print(results_table(rows, f"{probe.name} on {dataset.name}{unified}"))
     return 0
 
 

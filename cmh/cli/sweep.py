@@ -105,7 +105,7 @@ def run_grid(
     for run in runs:
         if run.dataset not in loaded:
             loaded[run.dataset] = load_grid_dataset(grid, run.dataset)
-        path = record_path(out, loaded[run.dataset].name, run.method, run.bits, run.seed)
+        path = record_path(out, loaded[run.dataset].name, run.method, run.bits, run.seed, run.database)
         if args.overwrite or not path.exists():
             todo.append(run)
     console.print(
@@ -114,13 +114,23 @@ def run_grid(
     written: list[Path] = []
     failed: list[str] = []
     for i, run in enumerate(todo, 1):
-        label = f"[{i}/{len(todo)}] {run.method} {run.dataset} {run.bits} bits seed {run.seed}"
+        label = f"[{i}/{len(todo)}] {run.method} {run.dataset} {run.bits} bits seed {run.seed}" + (
+            "" if run.database == "per-view" else f" ({run.database} database codes)"
+        )
         if args.dry_run:
             console.print(label)
             continue
         t0 = time.perf_counter()
         try:
-            record = run_once(run.method, loaded[run.dataset], run.bits, run.seed, run.overrides, args.device)
+            record = run_once(
+                run.method,
+                loaded[run.dataset],
+                run.bits,
+                run.seed,
+                run.overrides,
+                args.device,
+                database=run.database,
+            )
         except CMHError as exc:  # one failing run must not stop a long sweep; reported again at the end
             failed.append(f"{label}: {exc}")
             console.print(f"[red]{label}: failed: {exc}[/]")
