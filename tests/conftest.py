@@ -27,6 +27,14 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(scope="session")
+def wikipedia(shared_data: Path):
+    """The real Wikipedia set through cmh's loader (query = 693 test pairs, database = train = 2,173)."""
+    from cmh.data.catalog import load_dataset
+
+    return load_dataset("wikipedia", shared_data / "wikipedia")
+
+
+@pytest.fixture(scope="session")
 def synthetic_small():
     """A small synthetic dataset (fast enough for every registered method in unit tests)."""
     from cmh.data import make_synthetic

@@ -10,7 +10,7 @@ import scipy.sparse as sp
 from _retrieval import random_codes_map, task_maps
 
 from cmh.baselines.cmssh import _best_thresholds, sample_pairs
-from cmh.data import CrossModalDataset, Pairs, fixed_split, one_hot
+from cmh.data import Pairs, one_hot
 from cmh.errors import CMHError
 from cmh.registry import create_method
 
@@ -122,16 +122,8 @@ def test_errors_and_warning():
 
 
 @pytest.mark.slow
-def test_wikipedia_map_32_bits(shared_data):
-    d = np.load(shared_data / "wikipedia" / "wikipedia.npz")
-    n_tr = len(d["label_train"])
-    ds = CrossModalDataset(
-        "wikipedia",
-        np.concatenate([d["image_train"], d["image_test"]]),
-        np.concatenate([d["text_train"], d["text_test"]]),
-        one_hot(np.concatenate([d["label_train"], d["label_test"]]), 10),
-        fixed_split(np.arange(n_tr), np.arange(n_tr, n_tr + len(d["label_test"]))),
-    )
+def test_wikipedia_map_32_bits(wikipedia):
+    ds = wikipedia
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # 32 bits > the 10-d text: the rank warning is expected
         m = create_method("cmssh", bits=32, seed=0).fit(ds.part("train"))

@@ -44,13 +44,6 @@ def registered(name: str) -> bool:
     return True
 
 
-def load_wikipedia(root) -> CrossModalDataset:
-    """Wikipedia through cmh's own loader (query = 693 test pairs, database = train = 2,173 pairs)."""
-    from cmh.data.catalog import load_dataset
-
-    return load_dataset("wikipedia", root / "wikipedia")
-
-
 params = [
     pytest.param(m, marks=pytest.mark.skipif(not registered(m), reason=f"{m} not registered yet"))
     for m in METHODS
@@ -169,8 +162,8 @@ WIKI_RANGES = {
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", params)
-def test_wikipedia_map_in_paper_range(name, shared_data):
-    ds = load_wikipedia(shared_data)
+def test_wikipedia_map_in_paper_range(name, wikipedia):
+    ds = wikipedia
     m = fit_quiet(name, ds.part("train"), 32)
     i2t, t2i = cross_map(m, ds)
     (lo1, hi1), (lo2, hi2) = WIKI_RANGES[name]

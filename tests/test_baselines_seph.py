@@ -8,7 +8,7 @@ import torch
 from _retrieval import random_codes_map, task_maps
 
 from cmh.baselines.seph import fit_kernel_logistic, learn_codes_kl, semantic_probabilities
-from cmh.data import CrossModalDataset, Pairs, fixed_split, one_hot
+from cmh.data import Pairs, one_hot
 from cmh.errors import CMHError
 from cmh.metrics.reference import reference_map as _map
 from cmh.registry import create_method
@@ -131,16 +131,8 @@ def test_errors():
 
 
 @pytest.mark.slow
-def test_wikipedia_map_32_bits(shared_data):
-    d = np.load(shared_data / "wikipedia" / "wikipedia.npz")
-    n_tr = len(d["label_train"])
-    ds = CrossModalDataset(
-        "wikipedia",
-        np.concatenate([d["image_train"], d["image_test"]]),
-        np.concatenate([d["text_train"], d["text_test"]]),
-        one_hot(np.concatenate([d["label_train"], d["label_test"]]), 10),
-        fixed_split(np.arange(n_tr), np.arange(n_tr, n_tr + len(d["label_test"]))),
-    )
+def test_wikipedia_map_32_bits(wikipedia):
+    ds = wikipedia
     m = create_method("seph-km", bits=32, seed=0).fit(ds.part("train"))
     q, db = ds.part("query"), ds.part("database")
     i2t = _map(m.encode_image(q.image), m.encode_text(db.text), q.labels, db.labels)

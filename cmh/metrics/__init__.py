@@ -1,21 +1,6 @@
 """Retrieval metrics for ±1 hash codes (DESIGN §3): :func:`evaluate` and :class:`RetrievalEvaluator`."""
 
-from cmh.metrics.retrieval import (
-    ALL_METRICS,
-    MetricsError,
-    RetrievalEvaluator,
-    check_codes,
-    check_labels,
-    default_pn_grid,
-    evaluate,
-)
+from cmh.metrics import retrieval
+from cmh.metrics.retrieval import *  # noqa: F403 - the public names, listed once in retrieval.__all__
 
-__all__ = [
-    "ALL_METRICS",
-    "MetricsError",
-    "RetrievalEvaluator",
-    "check_codes",
-    "check_labels",
-    "default_pn_grid",
-    "evaluate",
-]
+__all__ = list(retrieval.__all__)
