@@ -168,3 +168,12 @@ def test_python_dash_m_entry_point():
         [sys.executable, "-m", "cmh", "list", "methods"], capture_output=True, text=True, check=True
     )
     assert "registered methods" in out.stdout
+
+
+def test_list_methods_names_capabilities():
+    from cmh.cli.listing import capabilities
+    from cmh.registry import get_method_class
+
+    assert capabilities(get_method_class("ssah")) == ["pixels"]
+    assert capabilities(get_method_class("seph-km")) == ["unified"]
+    assert capabilities(get_method_class("cvh")) == []

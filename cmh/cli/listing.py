@@ -15,6 +15,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=list_command)
 
 
+def capabilities(cls: type) -> list[str]:
+    """What a method class offers beyond per-view feature codes: ``pixels`` and/or ``unified``."""
+    import dataclasses
+
+    fields = (
+        {f.name for f in dataclasses.fields(cls.Config)} if dataclasses.is_dataclass(cls.Config) else set()
+    )
+    return [
+        name
+        for name, ok in (("pixels", "image_backbone" in fields), ("unified", hasattr(cls, "encode_pair")))
+        if ok
+    ]
+
+
 def list_command(args: argparse.Namespace) -> int:
     console = Console()
     if args.what == "datasets":
@@ -30,10 +44,16 @@ def list_command(args: argparse.Namespace) -> int:
     from cmh.registry import get_method_class, list_methods
 
     table = Table(title="registered methods")
-    for col in ("name", "kind", "supervised", "paper"):
+    for col in ("name", "kind", "supervised", "also", "paper"):
         table.add_column(col)
     for name in list_methods(kind=args.kind):
         cls = get_method_class(name)
-        table.add_row(name, cls.kind, "yes" if cls.supervised else "no", cls.paper)
+        table.add_row(
+            name, cls.kind, "yes" if cls.supervised else "no", ", ".join(capabilities(cls)), cls.paper
+        )
     console.print(table)
+    console.print(
+        "also: pixels = trains from raw images (`--set image_backbone=...`); unified = database codes"
+    )
+    console.print("from both views (`cmh run --database unified`)")
     return 0
