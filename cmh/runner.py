@@ -154,6 +154,7 @@ def run_once(
         "warnings": method_warnings,
         "peak_rss_mb": peak_rss_mb(),
         "device": str(dev),
+        "torch_threads": torch.get_num_threads(),  # CPU results are bitwise reproducible per thread count
         "versions": environment(),
         "git_commit": git_commit(),
         "date": utc_now(),

@@ -64,6 +64,32 @@ def test_sweep_block_with_unified_database_codes(tmp_path: Path, capsys: pytest.
     assert "unknown database 'both'" in capsys.readouterr().err
 
 
+def test_parallel_sweep_matches_the_sequential_one(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """--jobs 2: worker processes write the same records (metrics) as one process; a failure is reported."""
+    runs = [
+        {"methods": ["cvh", "scm-seq"], "datasets": ["synthetic"], "bits": [16, 32], "seeds": [0]},
+        {"methods": ["cvh"], "datasets": ["synthetic"], "bits": [8], "seeds": [0], "set": {"reg": -1.0}},
+    ]
+    grid = write_grid(tmp_path, runs=runs)
+    assert main(["sweep", str(grid), "--out", str(tmp_path / "one")]) == 2
+    capsys.readouterr()
+    assert main(["sweep", str(grid), "--out", str(tmp_path / "two"), "--jobs", "2"]) == 2
+    captured = capsys.readouterr()
+    assert "2 at a time" in captured.out and "1 of 5 runs failed" in captured.err
+
+    def maps(folder: str) -> dict:
+        records, skipped = load_records(tmp_path / folder)
+        assert not skipped
+        return {
+            (r["method"], r["bits"]): (r["tasks"]["i2t"]["map"], r["tasks"]["t2i"]["map"]) for r in records
+        }
+
+    one, two = maps("one"), maps("two")
+    assert sorted(one) == sorted(two) == [("cvh", 16), ("cvh", 32), ("scm-seq", 16), ("scm-seq", 32)]
+    for key in one:  # workers run with fewer BLAS threads: equal up to float summation order
+        assert two[key] == pytest.approx(one[key], abs=1e-3), key
+
+
 def test_sweep_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("runs: [unclosed")

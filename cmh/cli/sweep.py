@@ -52,6 +52,12 @@ def _add_grid_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="results folder (default: the grid's 'out', else ./results)")
     p.add_argument("--overwrite", action="store_true", help="re-run runs whose record exists")
     p.add_argument("--dry-run", action="store_true", help="list the runs without running them")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="runs at a time in separate processes, each with cpu_count/jobs torch threads (default 1)",
+    )
     add_device_argument(p)
 
 
@@ -90,12 +96,51 @@ def _apply_overrides(grid: dict[str, Any], args: argparse.Namespace) -> dict[str
     return {**grid, "datasets": datasets, "runs": runs}
 
 
+def _run_label(i: int, n: int, run: Any) -> str:
+    codes = "" if run.database == "per-view" else f" ({run.database} database codes)"
+    return f"[{i}/{n}] {run.method} {run.dataset} {run.bits} bits seed {run.seed}{codes}"
+
+
+def _execute(run: Any, dataset: Any, device: str, out: str) -> tuple[Path, float, float, float]:
+    """Train, evaluate and record one planned run; returns (record path, I→T mAP, T→I mAP, seconds)."""
+    from cmh.results import write_record
+    from cmh.runner import run_once
+
+    t0 = time.perf_counter()
+
+    record = run_once(run.method, dataset, run.bits, run.seed, run.overrides, device, database=run.database)
+    path = write_record(record, out)
+    return path, record["tasks"]["i2t"]["map"], record["tasks"]["t2i"]["map"], time.perf_counter() - t0
+
+
+#: per worker process: datasets loaded so far (name -> dataset)
+_WORKER_DATA: dict[str, Any] = {}
+
+
+def _worker_init(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _worker_run(grid: dict[str, Any], run: Any, device: str, out: str) -> tuple[Path, float, float, float]:
+    from cmh.sweep import load_grid_dataset
+
+    if run.dataset not in _WORKER_DATA:
+        _WORKER_DATA[run.dataset] = load_grid_dataset(grid, run.dataset)
+    return _execute(run, _WORKER_DATA[run.dataset], device, out)
+
+
 def run_grid(
     grid: dict[str, Any], args: argparse.Namespace, console: Console, datasets: list[str] | None = None
 ) -> tuple[str, list[Path]]:
-    """Run every missing run of ``grid`` (restricted to ``datasets``); returns (results folder, written paths)."""
-    from cmh.results import record_path, write_record
-    from cmh.runner import run_once
+    """Run every missing run of ``grid`` (restricted to ``datasets``); returns (results folder, written paths).
+
+    With ``args.jobs > 1`` the runs go to that many worker processes (spawned, each with
+    ``cpu_count // jobs`` torch threads and its own copy of the datasets); records are written by the
+    workers, atomically, as each run ends.
+    """
+    from cmh.results import record_path
     from cmh.sweep import load_grid_dataset, plan
 
     out = args.out or grid.get("out", "results")
@@ -108,44 +153,76 @@ def run_grid(
         path = record_path(out, loaded[run.dataset].name, run.method, run.bits, run.seed, run.database)
         if args.overwrite or not path.exists():
             todo.append(run)
+    jobs = max(1, int(getattr(args, "jobs", 1) or 1))
     console.print(
         f"{len(runs)} runs in the grid, {len(todo)} to do, {len(runs) - len(todo)} recorded already"
+        + (f"; {min(jobs, len(todo))} at a time" if jobs > 1 and todo and not args.dry_run else "")
     )
     written: list[Path] = []
     failed: list[str] = []
-    for i, run in enumerate(todo, 1):
-        label = f"[{i}/{len(todo)}] {run.method} {run.dataset} {run.bits} bits seed {run.seed}" + (
-            "" if run.database == "per-view" else f" ({run.database} database codes)"
-        )
-        if args.dry_run:
-            console.print(label)
-            continue
-        t0 = time.perf_counter()
-        try:
-            record = run_once(
-                run.method,
-                loaded[run.dataset],
-                run.bits,
-                run.seed,
-                run.overrides,
-                args.device,
-                database=run.database,
-            )
-        except CMHError as exc:  # one failing run must not stop a long sweep; reported again at the end
-            failed.append(f"{label}: {exc}")
-            console.print(f"[red]{label}: failed: {exc}[/]")
-            continue
-        path = write_record(record, out)
+
+    def report(label: str, outcome: tuple[Path, float, float, float] | CMHError) -> None:
+        if isinstance(outcome, CMHError):  # one failing run must not stop a long sweep
+            failed.append(f"{label}: {outcome}")
+            console.print(f"[red]{label}: failed: {outcome}[/]")
+            return
+        path, i2t, t2i, seconds = outcome
         written.append(path)
-        console.print(
-            f"{label}: I→T {record['tasks']['i2t']['map']:.4f}  T→I {record['tasks']['t2i']['map']:.4f}  "
-            f"({time.perf_counter() - t0:.1f} s) -> {path}"
-        )
+        console.print(f"{label}: I→T {i2t:.4f}  T→I {t2i:.4f}  ({seconds:.1f} s) -> {path}")
+
+    labels = [_run_label(i, len(todo), run) for i, run in enumerate(todo, 1)]
+    if args.dry_run:
+        for label in labels:
+            console.print(label)
+    elif jobs == 1 or len(todo) < 2:
+        for label, run in zip(labels, todo, strict=True):
+            try:
+                outcome: tuple[Path, float, float, float] | CMHError = _execute(
+                    run, loaded[run.dataset], args.device, out
+                )
+            except CMHError as exc:
+                outcome = exc
+            report(label, outcome)
+    else:
+        _run_parallel(grid, todo, labels, args.device, out, jobs, report)
     if failed:
         raise CMHError(
             f"{len(failed)} of {len(todo)} runs failed (the others are recorded); first: {failed[0]}"
         )
     return out, written
+
+
+def _run_parallel(
+    grid: dict[str, Any], todo: list[Any], labels: list[str], device: str, out: str, jobs: int, report: Any
+) -> None:
+    """Run ``todo`` on ``jobs`` spawned worker processes; ``report(label, outcome)`` as each ends."""
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    jobs = min(jobs, len(todo))
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    pool = ProcessPoolExecutor(
+        max_workers=jobs,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_worker_init,
+        initargs=(threads,),
+    )
+    try:
+        futures = {
+            pool.submit(_worker_run, grid, run, device, out): label
+            for run, label in zip(todo, labels, strict=True)
+        }
+        for future in as_completed(futures):
+            try:
+                outcome = future.result()
+            except CMHError as exc:
+                outcome = exc
+            report(futures[future], outcome)
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
 
 
 def sweep_command(args: argparse.Namespace) -> int:
