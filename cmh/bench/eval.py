@@ -91,7 +91,8 @@ def make_data(nq: int, n: int, classes: int, bits: int, seed: int) -> tuple[np.n
 
 _MEMORY_SCRIPT = """
 import json, sys
-from cmh.bench.eval import make_data, _status_kib
+from cmh.bench._report import status_kib as _status_kib
+from cmh.bench.eval import make_data
 from cmh.metrics import evaluate
 nq, n, classes, bits, seed, device, budget = json.loads(sys.argv[1])
 data = make_data(nq, n, classes, bits, seed)
@@ -102,15 +103,6 @@ before = _status_kib("VmRSS")
 evaluate(*data, device=device, memory_budget_mb=budget)
 print(json.dumps([(_status_kib("VmHWM") - before) / 1024, _status_kib("VmHWM") / 1024]))
 """
-
-
-def _status_kib(field: str) -> int:
-    """A ``/proc/self/status`` field in KiB (Linux)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise KeyError(field)
 
 
 def peak_memory_mib(
