@@ -118,9 +118,12 @@ _WORKER_DATA: dict[str, Any] = {}
 
 
 def _worker_init(threads: int) -> None:
+    """Give each worker its share of the CPU: torch and the BLAS/OpenMP pools NumPy and SciPy use."""
     import torch
+    from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(threads)
+    threadpool_limits(limits=threads)  # stays in force for the worker's life
 
 
 def _worker_run(grid: dict[str, Any], run: Any, device: str, out: str) -> tuple[Path, float, float, float]:
