@@ -228,6 +228,16 @@ def test_check_features_and_labels():
     np.testing.assert_allclose(np.linalg.norm(lab, axis=1), 1.0)
 
 
+def test_peak_rss_sees_a_large_allocation() -> None:
+    from cmh.bench._report import PeakRSS
+
+    with PeakRSS() as peak:
+        block = np.ones(64 * 2**20 // 8)  # 64 MiB, touched
+        block[::512] = 2.0
+    del block
+    assert peak.mib is not None and peak.mib >= 60, peak.mib
+
+
 def test_bench_baselines_runs_every_requested_method(tmp_path):
     import argparse
     import json
@@ -261,7 +271,8 @@ def test_bench_baselines_runs_every_requested_method(tmp_path):
     rows = json.loads(out.read_text())["results"]
     assert [r["method"] for r in rows] == ["cvh", "stmh"]
     for r in rows:
-        assert r["fit_s"] > 0 and r["encode_s"] > 0 and r["peak_mib"] > 0
+        # peak RSS growth can be 0 on tiny data (freed pages are reused); it is measured, never missing on Linux
+        assert r["fit_s"] > 0 and r["encode_s"] > 0 and r["peak_mib"] is not None and r["peak_mib"] >= 0
     assert rows[0]["fit_target_s"] == 10.0 and rows[1]["fit_target_s"] is None
     assert bench.fit_target("seph-km") == 120.0
     with pytest.raises(CMHError, match="not shallow"):
