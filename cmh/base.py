@@ -57,6 +57,12 @@ def sign_codes(x: np.ndarray | torch.Tensor) -> np.ndarray:
     return np.where(x >= 0, 1, -1).astype(np.int8)
 
 
+def has_unified_codes(method: Any) -> bool:
+    """Whether a method (instance or class) has ``encode_pair(image, text)``: one code per item from both
+    views, the database codes of ``cmh run --database unified``."""
+    return callable(getattr(method, "encode_pair", None))
+
+
 class HashMethod(ABC):
     """Base class for cross-modal hashing methods.
 

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from cmh.errors import CMHError, did_you_mean
-from cmh.results import TASK_TITLES, TASKS, load_records
+from cmh.results import TASK_TITLES, TASKS, database_codes, load_records
 
 #: metrics that carry per-query values in the records, as (metric, per-query key)
 PER_QUERY_KEYS = {"map": "ap_per_query", "map_tie_avg": "ap_tie_avg_per_query"}
@@ -67,7 +67,7 @@ class DatasetVersion:
             ds.get("split_seed"),
             str(ds.get("content_hash")),
             tuple(sorted((ds.get("sizes") or {}).items())),
-            str(ds.get("database_codes", "per-view")),
+            database_codes(record),
         )
 
     @property

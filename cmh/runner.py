@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cmh.base import HashMethod, check_bits, resolve_device
+from cmh.base import HashMethod, check_bits, has_unified_codes, resolve_device
 from cmh.data import CrossModalDataset
 from cmh.errors import CMHError
 from cmh.registry import create_method
@@ -59,10 +59,10 @@ def check_database_codes(method: HashMethod, database: str) -> None:
     """A one-line error for an unknown protocol or a method without unified codes."""
     if database not in DATABASE_CODES:
         raise CMHError(f"unknown database codes '{database}'; use one of: {', '.join(DATABASE_CODES)}")
-    if database == "unified" and not callable(getattr(method, "encode_pair", None)):
+    if database == "unified" and not has_unified_codes(method):
         from cmh.registry import get_method_class, list_methods
 
-        able = [n for n in list_methods() if callable(getattr(get_method_class(n), "encode_pair", None))]
+        able = [n for n in list_methods() if has_unified_codes(get_method_class(n))]
         raise CMHError(
             f"{method.name} has no unified database codes (no encode_pair); use --database per-view, "
             f"or a method that has them: {', '.join(able)}"

@@ -8,32 +8,21 @@ import warnings
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from _retrieval import task_maps
 
 from cmh.baselines import _common
-from cmh.data import CrossModalDataset, Pairs
+from cmh.data import Pairs
 from cmh.errors import CMHError
-from cmh.metrics import evaluate
+from cmh.metrics.reference import reference_map
 from cmh.registry import create_method, get_method_class
 
 METHODS = ["cvh", "scm-orth", "scm-seq", "cmfh", "stmh"]
-
-
-def local_map(qb: np.ndarray, db: np.ndarray, ql: np.ndarray, dl: np.ndarray) -> float:
-    """mAP@all under the protocol (cmh.metrics)."""
-    return float(evaluate(qb, db, ql, dl, metrics=["map"], device="cpu")["map"])
 
 
 def fit_quiet(name: str, train: Pairs, bits: int, seed: int = 0, **cfg):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", _common.UninformativeBitsWarning)
         return create_method(name, bits=bits, seed=seed, **cfg).fit(train)
-
-
-def cross_map(m, ds: CrossModalDataset) -> tuple[float, float]:
-    q, db = ds.part("query"), ds.part("database")
-    i2t = local_map(m.encode_image(q.image), m.encode_text(db.text), q.labels, db.labels)
-    t2i = local_map(m.encode_text(q.text), m.encode_image(db.image), q.labels, db.labels)
-    return i2t, t2i
 
 
 def registered(name: str) -> bool:
@@ -94,14 +83,14 @@ def test_sparse_text_gives_same_codes(name, synthetic_small):
 @pytest.mark.parametrize("name", params)
 def test_beats_random_codes_on_synthetic(name, synthetic_small):
     m = fit_quiet(name, synthetic_small.part("train"), 32)
-    i2t, t2i = cross_map(m, synthetic_small)
+    i2t, t2i = task_maps(m, synthetic_small)
     q, db = synthetic_small.part("query"), synthetic_small.part("database")
     rng = np.random.default_rng(0)
 
     def rand(n):
         return np.where(rng.standard_normal((n, 32)) >= 0, 1, -1).astype(np.int8)
 
-    chance = np.array([local_map(rand(len(q)), rand(len(db)), q.labels, db.labels) for _ in range(5)])
+    chance = np.array([reference_map(rand(len(q)), rand(len(db)), q.labels, db.labels) for _ in range(5)])
     # synthetic_small has dense multi-labels (random codes already score ~0.28) and non-linear views, so
     # linear unsupervised methods gain only a few points; require 0.015 and at least 5 standard deviations of
     # chance for them, and +0.05 for supervised methods
@@ -112,7 +101,7 @@ def test_beats_random_codes_on_synthetic(name, synthetic_small):
 @pytest.mark.skipif(not all(map(registered, METHODS)), reason="not all baselines registered yet")
 def test_supervised_beat_unsupervised_on_synthetic(synthetic_small):
     train = synthetic_small.part("train")
-    scores = {m: sum(cross_map(fit_quiet(m, train, 32), synthetic_small)) for m in METHODS}
+    scores = {m: sum(task_maps(fit_quiet(m, train, 32), synthetic_small)) for m in METHODS}
     best_unsupervised = max(scores[m] for m in METHODS if not get_method_class(m).supervised)
     for m in ("scm-orth", "scm-seq"):
         assert scores[m] > best_unsupervised + 0.05, scores
@@ -165,7 +154,7 @@ WIKI_RANGES = {
 def test_wikipedia_map_in_paper_range(name, wikipedia):
     ds = wikipedia
     m = fit_quiet(name, ds.part("train"), 32)
-    i2t, t2i = cross_map(m, ds)
+    i2t, t2i = task_maps(m, ds)
     (lo1, hi1), (lo2, hi2) = WIKI_RANGES[name]
     assert lo1 <= i2t <= hi1 and lo2 <= t2i <= hi2, (name, i2t, t2i)
 

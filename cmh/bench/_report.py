@@ -1,4 +1,5 @@
-"""The JSON report every ``cmh bench`` target writes with ``--json FILE``: arguments, machine, results."""
+"""What every ``cmh bench`` target shares: the ``--json FILE`` report (arguments, machine, results) and
+the peak-memory measurement from the kernel's counters (:class:`PeakRSS`)."""
 
 from __future__ import annotations
 

@@ -91,17 +91,15 @@ def make_data(nq: int, n: int, classes: int, bits: int, seed: int) -> tuple[np.n
 
 _MEMORY_SCRIPT = """
 import json, sys
-from cmh.bench._report import status_kib as _status_kib
+from cmh.bench._report import PeakRSS, status_kib
 from cmh.bench.eval import make_data
 from cmh.metrics import evaluate
 nq, n, classes, bits, seed, device, budget = json.loads(sys.argv[1])
 data = make_data(nq, n, classes, bits, seed)
 evaluate(data[0][:1], data[1][:10], data[2][:1], data[3][:10], device=device)  # imports, thread pools
-with open("/proc/self/clear_refs", "w") as f:
-    f.write("5")  # reset the peak-RSS counter (VmHWM) to the current RSS
-before = _status_kib("VmRSS")
-evaluate(*data, device=device, memory_budget_mb=budget)
-print(json.dumps([(_status_kib("VmHWM") - before) / 1024, _status_kib("VmHWM") / 1024]))
+with PeakRSS() as peak:
+    evaluate(*data, device=device, memory_budget_mb=budget)
+print(json.dumps([peak.mib, status_kib("VmHWM") / 1024]))
 """
 
 

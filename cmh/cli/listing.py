@@ -19,12 +19,14 @@ def capabilities(cls: type) -> list[str]:
     """What a method class offers beyond per-view feature codes: ``pixels`` and/or ``unified``."""
     import dataclasses
 
+    from cmh.base import has_unified_codes
+
     fields = (
         {f.name for f in dataclasses.fields(cls.Config)} if dataclasses.is_dataclass(cls.Config) else set()
     )
     return [
         name
-        for name, ok in (("pixels", "image_backbone" in fields), ("unified", hasattr(cls, "encode_pair")))
+        for name, ok in (("pixels", "image_backbone" in fields), ("unified", has_unified_codes(cls)))
         if ok
     ]
 

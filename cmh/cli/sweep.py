@@ -107,7 +107,6 @@ def _execute(run: Any, dataset: Any, device: str, out: str) -> tuple[Path, float
     from cmh.runner import run_once
 
     t0 = time.perf_counter()
-
     record = run_once(run.method, dataset, run.bits, run.seed, run.overrides, device, database=run.database)
     path = write_record(record, out)
     return path, record["tasks"]["i2t"]["map"], record["tasks"]["t2i"]["map"], time.perf_counter() - t0
@@ -156,7 +155,7 @@ def run_grid(
         path = record_path(out, loaded[run.dataset].name, run.method, run.bits, run.seed, run.database)
         if args.overwrite or not path.exists():
             todo.append(run)
-    jobs = max(1, int(getattr(args, "jobs", 1) or 1))
+    jobs = max(1, args.jobs)
     console.print(
         f"{len(runs)} runs in the grid, {len(todo)} to do, {len(runs) - len(todo)} recorded already"
         + (f"; {min(jobs, len(todo))} at a time" if jobs > 1 and todo and not args.dry_run else "")
