@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from cmh import identity
 from cmh.errors import CMHError, did_you_mean
 from cmh.results import TASK_TITLES, TASKS, database_codes, load_records
 
@@ -41,8 +42,6 @@ PER_QUERY_KEYS = {"map": "ap_per_query", "map_tie_avg": "ap_tie_avg_per_query"}
 #: significance level of the paired test
 ALPHA = 0.05
 REPORTED_DIR = Path(__file__).parent / "reported"
-#: configuration keys that do not change a run's result (logging, checkpoint/resume plumbing, loader workers)
-NEUTRAL_SETTINGS = frozenset({"verbose", "checkpoint_dir", "resume", "image_workers"})
 #: reported-data dataset names that differ from cmh's catalog names
 _REPORTED_ALIASES = {"nuswide": "nus-wide", "mscoco": "coco"}
 
@@ -235,8 +234,9 @@ def _pick_version(
 
 
 def _settings(record: dict[str, Any]) -> dict[str, Any]:
-    """The record's configuration without :data:`NEUTRAL_SETTINGS`."""
-    return {k: v for k, v in (record.get("config") or {}).items() if k not in NEUTRAL_SETTINGS}
+    """The record's settings that differ from its method's defaults (its whole configuration, neutral keys
+    aside, when the method is not installed): what tells records of one cell apart."""
+    return identity.non_default_settings(record["method"], int(record["bits"]), record.get("config"))
 
 
 def _format_settings(settings: dict[str, Any]) -> str:
@@ -246,30 +246,19 @@ def _format_settings(settings: dict[str, Any]) -> str:
     return " ".join(f"{k}={value(v)}" for k, v in sorted(settings.items())) or "defaults"
 
 
-_DEFAULTS_CACHE: dict[tuple[str, int], dict[str, Any] | None] = {}
-
-
-def default_settings(method: str, bits: int) -> dict[str, Any] | None:
-    """The resolved default configuration of ``method`` at ``bits`` (JSON-normalised), or None when the
-    method is not installed (a record from a plugin this environment lacks)."""
-    key = (method, bits)
-    if key not in _DEFAULTS_CACHE:
-        from cmh.registry import create_method
-
-        try:
-            cfg = create_method(method, bits=bits, seed=0).config_dict()
-            _DEFAULTS_CACHE[key] = json.loads(json.dumps(cfg, default=str))
-        except Exception:  # noqa: BLE001 - unknown or broken plugin: no defaults to compare with
-            _DEFAULTS_CACHE[key] = None
-    return _DEFAULTS_CACHE[key]
+def _config_value(record: dict[str, Any], key: str) -> Any:
+    """One option of a record: its stored value, else the method's default."""
+    config = record.get("config") or {}
+    if key in config:
+        return config[key]
+    return (identity.default_settings(record["method"], int(record["bits"])) or {}).get(key)
 
 
 def non_default_settings(record: dict[str, Any]) -> dict[str, Any]:
     """The settings of ``record`` that differ from its method's defaults (empty when unknown)."""
-    defaults = default_settings(record["method"], int(record["bits"]))
-    if defaults is None:
+    if identity.default_settings(record["method"], int(record["bits"])) is None:
         return {}
-    return {k: v for k, v in _settings(record).items() if k in defaults and defaults[k] != v}
+    return _settings(record)
 
 
 def _one_setting_per_cell(records: list[dict[str, Any]], left_out: list[str]) -> list[dict[str, Any]]:
@@ -287,10 +276,9 @@ def _one_setting_per_cell(records: list[dict[str, Any]], left_out: list[str]) ->
         chosen = _settings(ranked[0][0])
         for group in ranked[1:]:
             other = _settings(group[0])
-            diff = {
-                k: other.get(k) for k in sorted(set(chosen) | set(other)) if chosen.get(k) != other.get(k)
-            }
-            shown = {k: chosen.get(k) for k in diff}
+            keys = [k for k in sorted(set(chosen) | set(other)) if chosen.get(k) != other.get(k)]
+            diff = {k: _config_value(group[0], k) for k in keys}
+            shown = {k: _config_value(ranked[0][0], k) for k in keys}
             for rec in group:
                 left_out.append(
                     f"{rec['_path']}: left out, made with other settings ({_format_settings(diff)}) than the "

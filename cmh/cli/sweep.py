@@ -103,13 +103,30 @@ def _run_label(i: int, n: int, run: Any) -> str:
 
 def _execute(run: Any, dataset: Any, device: str, out: str) -> tuple[Path, float, float, float]:
     """Train, evaluate and record one planned run; returns (record path, I→T mAP, T→I mAP, seconds)."""
-    from cmh.results import write_record
-    from cmh.runner import run_once
+    from cmh.runner import run_and_write
 
     t0 = time.perf_counter()
-    record = run_once(run.method, dataset, run.bits, run.seed, run.overrides, device, database=run.database)
-    path = write_record(record, out)
+    record, path = run_and_write(
+        _record_path(out, run, dataset),
+        run.method,
+        dataset,
+        run.bits,
+        run.seed,
+        run.overrides,
+        device,
+        database=run.database,
+    )
     return path, record["tasks"]["i2t"]["map"], record["tasks"]["t2i"]["map"], time.perf_counter() - t0
+
+
+def _record_path(out: str, run: Any, dataset: Any) -> Path:
+    """Where ``run``'s record lives: its identity (settings, dataset version) decides the file name."""
+    from cmh.identity import resolve_record_path
+    from cmh.runner import plan_record
+
+    return resolve_record_path(
+        out, plan_record(run.method, dataset, run.bits, run.seed, run.overrides, run.database)
+    )
 
 
 #: per worker process: datasets loaded so far (name -> dataset)
@@ -142,7 +159,6 @@ def run_grid(
     ``cpu_count // jobs`` torch threads and its own copy of the datasets); records are written by the
     workers, atomically, as each run ends.
     """
-    from cmh.results import record_path
     from cmh.sweep import load_grid_dataset, plan
 
     out = args.out or grid.get("out", "results")
@@ -152,8 +168,7 @@ def run_grid(
     for run in runs:
         if run.dataset not in loaded:
             loaded[run.dataset] = load_grid_dataset(grid, run.dataset)
-        path = record_path(out, loaded[run.dataset].name, run.method, run.bits, run.seed, run.database)
-        if args.overwrite or not path.exists():
+        if args.overwrite or not _record_path(out, run, loaded[run.dataset]).exists():
             todo.append(run)
     jobs = max(1, args.jobs)
     console.print(
