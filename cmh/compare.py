@@ -148,6 +148,8 @@ class ComparisonTable:
     reported: list[ReportedRow] = field(default_factory=list)
     left_out: list[str] = field(default_factory=list)
     settings: dict[str, str] = field(default_factory=dict)
+    provenance: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     against: str | None = None
     significance: dict[tuple[str, str, int], Significance] = field(default_factory=dict)
 
@@ -304,6 +306,56 @@ def _settings_notes(records: list[dict[str, Any]]) -> dict[str, str]:
     return out
 
 
+#: provenance fields whose difference between the seeds of one cell can change results bitwise
+_PROVENANCE = {
+    "torch": lambda r: (r.get("versions") or {}).get("torch"),
+    "numpy": lambda r: (r.get("versions") or {}).get("numpy"),
+    "BLAS": lambda r: ", ".join((r.get("versions") or {}).get("blas") or []) or None,
+    "torch threads": lambda r: (r.get("threads") or {}).get("torch", r.get("torch_threads")),
+    "BLAS threads": lambda r: (r.get("threads") or {}).get("blas"),
+    "device": lambda r: r.get("device"),
+}
+
+
+def provenance_notes(records: list[dict[str, Any]]) -> list[str]:
+    """Footnotes for cells whose seeds ran on different versions, thread counts or devices, and a count of
+    records that do not state them (written before cmh recorded them)."""
+    by_cell: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+    for rec in records:
+        by_cell[rec["method"], int(rec["bits"])].append(rec)
+    out = []
+    for (method, bits), recs in sorted(by_cell.items()):
+        diffs = []
+        for name, get in _PROVENANCE.items():
+            seen = {get(r) for r in recs if get(r) is not None}
+            if len(seen) > 1:
+                diffs.append(f"{name} " + " vs ".join(map(str, sorted(seen, key=str))))
+        if diffs:
+            out.append(f"{method} at {bits} bits: seeds ran with different {'; '.join(diffs)}.")
+    unknown = [r for r in records if (r.get("threads") or {}).get("blas") is None]
+    if unknown:
+        out.append(
+            f"{len(unknown)} of {len(records)} records do not state their BLAS library and thread counts "
+            "(written before cmh recorded them); their seeds may differ there."
+        )
+    return out
+
+
+def warning_notes(records: list[dict[str, Any]]) -> list[str]:
+    """The warnings the records kept, one footnote per (method, warning kind), with the code lengths."""
+    seen: dict[tuple[str, str], tuple[str, set[int]]] = {}
+    for rec in records:
+        for text in rec.get("warnings") or []:
+            kind, _, message = str(text).partition(": ")
+            key = (rec["method"], kind)
+            first, bits = seen.setdefault(key, (message, set()))
+            bits.add(int(rec["bits"]))
+    return [
+        f"{method} ({', '.join(map(str, sorted(bits)))} bits) warned {kind}: {message}"
+        for (method, kind), (message, bits) in sorted(seen.items())
+    ]
+
+
 def _match_method(name: str, wanted: Sequence[str] | None) -> bool:
     """A reported method matches a requested cmh method by name or family (``scm`` ~ ``scm-seq``)."""
     if not wanted:
@@ -427,6 +479,8 @@ def build_table(
         dict(cells),
         left_out=left_out,
         settings=_settings_notes(recs),
+        provenance=provenance_notes(recs),
+        warnings=warning_notes(recs),
     )
     if reported:
         table.reported = load_reported(dataset, methods, columns or bits, metric, reported_dir)
@@ -475,7 +529,10 @@ def compare(
 
 
 def format_cell(cell: Cell, digits: int = 4, sep: str = " ± ") -> str:
-    """``0.6123 ± 0.0041`` (the ± part only with more than one seed)."""
+    """``0.6123 ± 0.0041`` (the ± part only with more than one seed); ``0.6123 (=3)`` when every seed gave
+    the same number (a deterministic method on a fixed split: no spread was measured)."""
+    if cell.n > 1 and len(set(cell.values)) == 1:
+        return f"{cell.mean:.{digits}f} (={cell.n})"
     return f"{cell.mean:.{digits}f}" + (f"{sep}{cell.std:.{digits}f}" if cell.n > 1 else "")
 
 
@@ -528,6 +585,13 @@ def notes(table: ComparisonTable) -> list[str]:
     if table.settings:
         listed = "; ".join(f"{m}: {t}" for m, t in table.settings.items())
         out.append(f"Settings other than the method's defaults: {listed}.")
+    if any(c.n > 1 and len(set(c.values)) == 1 for c in table.cells.values()):
+        out.append(
+            "(=n): all n seeds gave the same number (the method is deterministic on this split), so no spread "
+            "was measured; ± is the sample standard deviation (ddof = 1) elsewhere."
+        )
+    out.extend(table.warnings)
+    out.extend(table.provenance)
     if table.reported:
         out.append(
             "Reported rows are published numbers (other features, splits and runs); bold marks the best "
