@@ -394,6 +394,17 @@ def load_reported(
     return [ReportedRow(s, t, f, m, v) for (s, t, f, m), v in grouped.items()]
 
 
+def _no_reported_note(dataset: str, metric: str, directory: str | Path) -> str:
+    """Why ``--reported`` added no row: which datasets and metrics have published numbers."""
+    have: dict[str, set[str]] = defaultdict(set)
+    for path in sorted(Path(directory).glob("*.csv")):
+        lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln and not ln.startswith("#")]
+        for row in csv.DictReader(lines):
+            have[row["dataset"]].add(row.get("metric") or "map")
+    listed = ", ".join(f"{d} ({', '.join(sorted(m))})" for d, m in sorted(have.items())) or "none"
+    return f"--reported: no published {metric} numbers for {dataset} in cmh/reported/ (the papers report: {listed})."
+
+
 def _paired_test(a: Cell, b: Cell) -> Significance | None:
     """Wilcoxon signed-rank test of per-query values of ``a`` vs ``b`` over the seeds both have."""
     from scipy.stats import wilcoxon
@@ -484,6 +495,8 @@ def build_table(
     )
     if reported:
         table.reported = load_reported(dataset, methods, columns or bits, metric, reported_dir)
+        if not table.reported:
+            table.left_out.append(_no_reported_note(dataset, metric, reported_dir))
     if against:
         _add_significance(table, against)
     return table

@@ -164,12 +164,29 @@ def run_grid(
     out = args.out or grid.get("out", "results")
     runs = list(plan(grid, _names(args.methods), datasets or _names(args.datasets)))
     loaded: dict[str, Any] = {}
+    unprepared: dict[str, str] = {}
     todo = []
     for run in runs:
+        if run.dataset in unprepared:
+            continue
         if run.dataset not in loaded:
-            loaded[run.dataset] = load_grid_dataset(grid, run.dataset)
+            try:
+                loaded[run.dataset] = load_grid_dataset(grid, run.dataset)
+            except CMHError:
+                prepare = ((grid.get("datasets") or {}).get(run.dataset) or {}).get("prepare")
+                if not prepare or _names(args.datasets):
+                    raise  # a dataset the user asked for by name must load
+                unprepared[run.dataset] = prepare
+                continue
         if args.overwrite or not _record_path(out, run, loaded[run.dataset]).exists():
             todo.append(run)
+    for name, prepare in unprepared.items():
+        n = sum(r.dataset == name for r in runs)
+        console.print(
+            f"[yellow]{name} is not built here, so its {n} runs are skipped: build it with `{prepare}` and run "
+            "this sweep again (or leave it out with --datasets)[/]"
+        )
+    runs = [r for r in runs if r.dataset not in unprepared]
     jobs = max(1, args.jobs)
     console.print(
         f"{len(runs)} runs in the grid, {len(todo)} to do, {len(runs) - len(todo)} recorded already"
