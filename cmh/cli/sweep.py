@@ -14,7 +14,7 @@ from typing import Any
 
 from rich.console import Console
 
-from cmh.cli.common import add_device_argument, int_list
+from cmh.cli.common import add_device_argument, check_writable_dir, int_list, seed_list
 from cmh.errors import CMHError
 
 
@@ -45,7 +45,7 @@ def _add_grid_arguments(p: argparse.ArgumentParser) -> None:
         help="image features for dataset NAME when its files have none (repeatable)",
     )
     p.add_argument("--bits", type=int_list, help="override the grid's code lengths, e.g. 16,32")
-    p.add_argument("--seeds", type=int_list, help="override the grid's seeds, e.g. 0,1,2")
+    p.add_argument("--seeds", type=seed_list, help="override the grid's seeds, e.g. 0,1,2")
     p.add_argument(
         "--set", action="append", metavar="KEY=VALUE", help="method option for every run (repeatable)"
     )
@@ -146,6 +146,8 @@ def run_grid(
     from cmh.sweep import load_grid_dataset, plan
 
     out = args.out or grid.get("out", "results")
+    if not args.dry_run:
+        check_writable_dir(out, "--out")
     runs = list(plan(grid, _names(args.methods), datasets or _names(args.datasets)))
     loaded: dict[str, Any] = {}
     todo = []
