@@ -2,7 +2,8 @@
 
 The ``.npz`` holds ``query_labels`` and ``database_labels`` ((n, c) multi-hot, or (n,) class ids)
 and codes ``query_image``, ``query_text``, ``database_image``, ``database_text`` ((n, K), ±1; with
-``--zero-one`` 0/1 codes are read as 0 -> -1). I→T needs ``query_image`` + ``database_text``, T→I
+``--zero-one`` 0/1 codes are read as 0 -> -1; anything else, e.g. NaN, 0.5 or 0-bit codes, is an error, never
+cast). I→T needs ``query_image`` + ``database_text``, T→I
 ``query_text`` + ``database_image``; whichever pairs are present are scored.
 """
 
