@@ -588,7 +588,7 @@ if LINUX_PROC:  # a folder nobody may write to, even root: /proc
     CASES += [
         (
             "run-out-unwritable",
-            _run_tiny("--out", "/proc/cmh-results"),
+            lambda f: ["run", "cvh", "--data", f.npz(), "--out", "/proc/cmh-results"],
             ("--out", "/proc/cmh-results", "not writable"),
         ),
         (

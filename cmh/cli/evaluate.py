@@ -100,7 +100,10 @@ def load_codes_file(path: str | Path, zero_one: bool = False) -> dict[str, np.nd
         data = z.read_all()
     for key in ("query_labels", "database_labels"):
         if key not in data:
-            raise CMHError(f"'{path}' has no '{key}' array (it has: {', '.join(sorted(data))})")
+            raise CMHError(
+                f"'{path}' has no '{key}' array (it has: {', '.join(sorted(data))}); save the labels "
+                f"under that name, (n, classes) 0/1 or (n,) class ids"
+            )
     if not any(all(k in data for k in keys) for keys in TASK_KEYS.values()):
         raise CMHError(
             f"'{path}' needs query_image + database_text (I→T) and/or query_text + database_image (T→I); "
