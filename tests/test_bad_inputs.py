@@ -22,6 +22,7 @@ import h5py
 import numpy as np
 import pytest
 import scipy.io as sio
+import yaml
 
 import cmh.registry as registry
 from cmh.cli import main
@@ -155,6 +156,14 @@ def _spec_with_mat_labels(f: Files) -> str:
     return f.spec("image: image.npy\ntext: text.npy\nlabels: {path: lab.mat, key: LAll}\n")
 
 
+def _grid(f: Files, **run: list[int]) -> str:
+    """A sweep grid YAML with one block of cvh runs on synthetic data (``run`` overrides bits/seeds)."""
+    block = {"methods": ["cvh"], "datasets": ["synthetic"], "bits": [16], "seeds": [0], **run}
+    path = f.inp / "grid.yaml"
+    path.write_text(yaml.safe_dump({"runs": [block]}))
+    return str(path)
+
+
 def _corrupt_member(f: Files) -> str:
     """An uncompressed .npz whose zip directory is intact but whose 'image' bytes are damaged (bad CRC)."""
     path = Path(f.npz("crc.npz"))
@@ -240,6 +249,11 @@ CASES: list[tuple[str, Callable[[Files], list[str]], tuple[str, ...]]] = [
         ],
         ("feat.npy", "truncated or corrupt"),
     ),
+    (
+        "trunc-npz-data-info",
+        lambda f: ["data", "info", str(_cut(Path(f.npz())))],
+        ("data.npz", "truncated or corrupt"),
+    ),
     # -- text where numbers belong, empty features --------------------------------------------------
     (
         "mat-v5-char-labels",
@@ -307,6 +321,36 @@ CASES: list[tuple[str, Callable[[Files], list[str]], tuple[str, ...]]] = [
     ("bits-not-a-number", _run_tiny("--bits", "16,x"), ("--bits", "comma-separated integers")),
     ("device-foo", _run_tiny("--device", "foo"), ("--device", "unknown device 'foo'", "cpu")),
     ("device-cuda-99", _run_tiny("--device", "cuda:99"), ("--device", "cuda")),
+    ("sweep-seeds-negative", lambda f: ["sweep", "leaderboard", "--seeds", "-2"], ("--seeds", "got -2")),
+    (
+        "sweep-grid-seed-negative",
+        lambda f: ["sweep", _grid(f, seeds=[0, -1]), "--out", str(f.out)],
+        ("seed must be a whole number from 0 to 4294967295", "got -1"),
+    ),
+    (
+        "sweep-grid-bits-out-of-range",
+        lambda f: ["sweep", _grid(f, bits=[16, 512]), "--out", str(f.out)],
+        ("bits must be an integer from 8 to 256", "got 512"),
+    ),
+    (
+        "extract-image-device-foo",
+        lambda f: [
+            "extract",
+            "image",
+            "--images",
+            f.p(""),
+            "--out",
+            str(f.out / "f.npz"),
+            "--device",
+            "gpu0",
+        ],
+        ("--device", "unknown device 'gpu0'"),
+    ),
+    (
+        "coco-mini-split-seed-negative",
+        lambda f: ["extract", "coco-mini", "--out", str(f.out / "c.npz"), "--split-seed", "-1"],
+        ("--split-seed", "got -1"),
+    ),
     ("eval-device-foo", lambda f: ["eval", "--codes", f.codes(), "--device", "tpu"], ("--device", "'tpu'")),
     # -- out-of-range method options (typed configs) ------------------------------------------------
     ("reg-negative", _run_tiny("--set", "reg=-5"), ("'reg'", ">= 0", "--set reg=0.0001")),
