@@ -444,6 +444,11 @@ CASES: list[tuple[str, Callable[[Files], list[str]], tuple[str, ...]]] = [
         lambda f: ["eval", "--codes", f.codes(query_labels=np.full(8, np.nan))],
         ("query_labels", "NaN"),
     ),
+    (
+        "eval-without-codes",
+        lambda f: ["eval"],
+        ("the following arguments are required: --codes", "cmh eval --help"),
+    ),
     ("eval-codes-missing", lambda f: ["eval", "--codes", f.p("nope.npz")], ("nope.npz", "not found")),
     (
         "eval-out-under-a-file",
