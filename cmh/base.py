@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import torch
 
-from cmh.config import build_config, config_to_dict
+from cmh.config import build_config, check_seed, config_to_dict
 from cmh.errors import CMHError
 
 MIN_BITS, MAX_BITS = 8, 256
@@ -40,12 +40,25 @@ def check_bits(bits: int) -> int:
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; anything else is passed to :class:`torch.device`."""
+    """``auto`` -> CUDA when available, else CPU; otherwise ``cpu``, ``cuda[:N]`` or ``mps`` that this machine
+    has (anything else, or a GPU it lacks, is a one-line :class:`CMHError`)."""
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda", "mps"):
+        raise CMHError(f"unknown device '{device}'; use --device auto, cpu, cuda or cuda:N")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise CMHError("--device cuda was requested but no CUDA GPU is available; use --device cpu or auto")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise CMHError(
+            f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s) "
+            f"(cuda:0 .. cuda:{torch.cuda.device_count() - 1}); pick one of them"
+        )
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise CMHError("--device mps was requested but MPS is not available; use --device cpu or auto")
     return dev
 
 
@@ -80,7 +93,7 @@ class HashMethod(ABC):
 
     def __init__(self, bits: int, seed: int = 0, device: str | torch.device = "cpu", **config: Any) -> None:
         self.bits = check_bits(bits)
-        self.seed = int(seed)
+        self.seed = check_seed(seed)
         self.device = resolve_device(device)
         self.cfg = build_config(self.Config, config)
         self.fitted = False

@@ -9,12 +9,15 @@ and are built by name: ``create_method("cvh", bits=32, seed=0, **config)``. Dupl
 unknown names raise with a did-you-mean. Third-party packages add methods without touching cmh by
 declaring an entry point in the ``cmh.methods`` group (``name = "pkg.module:Class"``); the module is
 imported on first lookup and its decorator (or the entry-point target itself) registers the method.
+A plugin that fails to import is skipped with a :class:`PluginWarning` naming it and the error, so one
+broken package never breaks cmh; asking for that method by name is a one-line error saying why.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
@@ -86,6 +89,12 @@ class Registry(Generic[T]):
 
 METHODS: Registry[Any] = Registry("method")
 _loaded = False
+#: entry-point name -> why its plugin was skipped (``"pkg.mod:Cls: ImportError: ..."``)
+FAILED_PLUGINS: dict[str, str] = {}
+
+
+class PluginWarning(UserWarning):
+    """A third-party ``cmh.methods`` plugin could not be loaded and was skipped."""
 
 
 def register_method(name: str, *, force: bool = False) -> Callable[[type[T]], type[T]]:
@@ -102,14 +111,32 @@ def _load_plugins() -> None:
     for module in _BUILTIN_MODULES:
         importlib.import_module(module)
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        obj = ep.load()
-        if isinstance(obj, type) and ep.name.lower() not in METHODS:
-            METHODS.register(ep.name, obj)
+        try:
+            obj = ep.load()
+            if isinstance(obj, type) and ep.name.lower() not in METHODS:
+                METHODS.register(ep.name, obj)
+        except Exception as exc:  # any error inside a third-party import: skip that plugin only
+            reason = (
+                f"{exc.__class__.__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+            )
+            FAILED_PLUGINS[ep.name.lower()] = f"{ep.value}: {reason.rstrip(': ')}"
+            warnings.warn(
+                f"method plugin '{ep.name}' ({ep.value}) failed to load and is skipped ({reason.rstrip(': ')}); "
+                "fix or uninstall the package that provides it",
+                PluginWarning,
+                stacklevel=2,
+            )
 
 
 def get_method_class(name: str) -> type[Any]:
     """The registered class for ``name`` (did-you-mean on a typo)."""
     _load_plugins()
+    key = str(name).lower()
+    if key not in METHODS and key in FAILED_PLUGINS:
+        raise CMHError(
+            f"method '{name}' comes from a plugin that failed to load ({FAILED_PLUGINS[key]}); "
+            "fix or uninstall the package that provides it"
+        )
     return METHODS.get(name)
 
 

@@ -104,6 +104,8 @@ def plan(
     grid: dict[str, Any], methods: list[str] | None = None, datasets: list[str] | None = None
 ) -> Iterator[PlannedRun]:
     """Every run of the grid, optionally restricted to some methods/datasets."""
+    from cmh.base import check_bits
+    from cmh.config import check_seed
     from cmh.results import DATABASE_CODES
 
     for block in grid["runs"]:
@@ -118,4 +120,6 @@ def plan(
         ):
             if (methods and m not in methods) or (datasets and ds not in datasets):
                 continue
-            yield PlannedRun(ds, m, int(bits), int(seed), dict(block.get("set") or {}), database)
+            yield PlannedRun(
+                ds, m, check_bits(bits), check_seed(seed), dict(block.get("set") or {}), database
+            )

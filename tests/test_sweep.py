@@ -68,7 +68,8 @@ def test_parallel_sweep_matches_the_sequential_one(tmp_path: Path, capsys: pytes
     """--jobs 2: worker processes write the same records (metrics) as one process; a failure is reported."""
     runs = [
         {"methods": ["cvh", "scm-seq"], "datasets": ["synthetic"], "bits": [16, 32], "seeds": [0]},
-        {"methods": ["cvh"], "datasets": ["synthetic"], "bits": [8], "seeds": [0], "set": {"reg": -1.0}},
+        # fails in fit (cmfh checks 0 < lam < 1 there), after the sweep has started
+        {"methods": ["cmfh"], "datasets": ["synthetic"], "bits": [8], "seeds": [0], "set": {"lam": 2.0}},
     ]
     grid = write_grid(tmp_path, runs=runs)
     assert main(["sweep", str(grid), "--out", str(tmp_path / "one")]) == 2
@@ -109,7 +110,7 @@ def test_a_failing_run_does_not_stop_the_sweep(tmp_path: Path, capsys: pytest.Ca
     grid = write_grid(tmp_path)
     text = yaml.safe_load(grid.read_text())
     text["runs"].insert(
-        0, {"methods": ["cvh"], "datasets": ["synthetic"], "bits": [8], "seeds": [0], "set": {"reg": -1.0}}
+        0, {"methods": ["cmfh"], "datasets": ["synthetic"], "bits": [8], "seeds": [0], "set": {"lam": 2.0}}
     )
     grid.write_text(yaml.safe_dump(text))
     code = main(["sweep", str(grid)])

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from cmh.cli.common import int_list
+from cmh.cli.common import check_writable_dir, check_writable_file, int_list
 from cmh.errors import CMHError
 
 
@@ -55,6 +55,8 @@ def compare_command(args: argparse.Namespace) -> int:
     from cmh._atomic import atomic_write_text
     from cmh.compare import FORMATTERS, compare, render_rich
 
+    if args.output:
+        check_writable_file(args.output, "--output")
     if not Path(args.results).is_dir():
         raise CMHError(
             f"results folder '{args.results}' not found; run `cmh run METHOD` first or pass --results DIR"
@@ -109,6 +111,7 @@ def leaderboard_command(args: argparse.Namespace) -> int:
             return 1
         console.print(f"{args.out} is up to date with {args.results}")
         return 0
+    check_writable_dir(args.out, "--out")
     changed, notes = write_leaderboard(args.results, args.out)
     for note in notes:
         console.print(f"[yellow]{note}[/]")

@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from cmh.cli.common import check_writable_file, seed_arg
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``cmh data`` and its sub-commands to ``sub``."""
@@ -62,7 +64,9 @@ def _add_source_options(p: argparse.ArgumentParser) -> None:
         help="image features (.npy/.npz/.mat/.h5, one row per pair) for files without them",
     )
     p.add_argument("--image-key", default=None, metavar="KEY", help="array name inside --image-features")
-    p.add_argument("--split-seed", type=int, default=0, help="seed of random split protocols (default 0)")
+    p.add_argument(
+        "--split-seed", type=seed_arg, default=0, help="seed of random split protocols (default 0)"
+    )
     p.add_argument(
         "--protocol",
         default=None,
@@ -187,6 +191,7 @@ def convert_command(args: argparse.Namespace) -> int:
         raise DataError(f"--out '{out}' must end in .npz")
     if out.exists() and not args.force:
         raise DataError(f"'{out}' exists; pass --force to overwrite it")
+    check_writable_file(out, "--out")
     ds = load_from_args(args)
     path = save_npz(ds, out, compress=args.compress)
     size = path.stat().st_size / 2**20

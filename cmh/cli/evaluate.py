@@ -2,7 +2,8 @@
 
 The ``.npz`` holds ``query_labels`` and ``database_labels`` ((n, c) multi-hot, or (n,) class ids)
 and codes ``query_image``, ``query_text``, ``database_image``, ``database_text`` ((n, K), ±1; with
-``--zero-one`` 0/1 codes are read as 0 -> -1). I→T needs ``query_image`` + ``database_text``, T→I
+``--zero-one`` 0/1 codes are read as 0 -> -1; anything else, e.g. NaN, 0.5 or 0-bit codes, is an error, never
+cast). I→T needs ``query_image`` + ``database_text``, T→I
 ``query_text`` + ``database_image``; whichever pairs are present are scored.
 """
 
@@ -18,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cmh._atomic import atomic_write_text
-from cmh.cli.common import add_device_argument
+from cmh.cli.common import add_device_argument, check_writable_file
 from cmh.errors import CMHError
 from cmh.results import TASK_TITLES
 
@@ -35,56 +36,91 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=eval_command)
 
 
-def _labels(arr: np.ndarray, name: str) -> np.ndarray:
+def _labels(arr: np.ndarray, name: str, path: Path) -> np.ndarray:
     from cmh.data import one_hot
 
+    if not np.issubdtype(arr.dtype, np.number) and arr.dtype != np.bool_:
+        raise CMHError(f"'{path}': {name} has dtype {arr.dtype}; store labels as numbers (0/1 or class ids)")
+    if not np.all(np.isfinite(arr)):
+        raise CMHError(f"'{path}': {name} holds NaN/inf; store 0/1 multi-hot labels or integer class ids")
     if arr.ndim == 1:
-        return one_hot(arr)
+        if not np.all(arr == np.round(arr)) or (arr.size and arr.min() < 0):
+            raise CMHError(f"'{path}': {name} (n,) class ids must be whole numbers >= 0")
+        return one_hot(arr.astype(np.int64))
     if arr.ndim != 2:
-        raise CMHError(f"{name} must be (n, classes) multi-hot or (n,) class ids, got shape {arr.shape}")
+        raise CMHError(
+            f"'{path}': {name} must be (n, classes) multi-hot or (n,) class ids, got shape {arr.shape}"
+        )
+    if not np.all((arr == 0) | (arr == 1)):
+        raise CMHError(f"'{path}': {name} (n, classes) must be 0/1 multi-hot; found other values")
     return arr
 
 
+def _codes(codes: np.ndarray, key: str, path: Path, zero_one: bool) -> np.ndarray:
+    """``codes`` checked (2-d, >= 1 bit, numeric, finite, exactly ±1 or 0/1) and returned as ±1 int8."""
+    where = f"'{path}': {key}"
+    if codes.ndim != 2:
+        raise CMHError(f"{where} must be (n, bits), got shape {codes.shape}; store one code per row")
+    if codes.shape[1] == 0:
+        raise CMHError(f"{where} has 0 bits (shape {codes.shape}); store at least one bit per code")
+    if not np.issubdtype(codes.dtype, np.number) and codes.dtype != np.bool_:
+        raise CMHError(
+            f"{where} has dtype {codes.dtype}; store the codes as numbers (±1, or 0/1 with --zero-one)"
+        )
+    if not np.all(np.isfinite(codes)):
+        bad = int(np.size(codes) - np.count_nonzero(np.isfinite(codes)))
+        raise CMHError(f"{where} holds {bad} NaN/inf value(s); binarise the codes (e.g. numpy.sign) first")
+    allowed = (0, 1) if zero_one else (-1, 1)
+    ok = (codes == allowed[0]) | (codes == allowed[1])
+    if not np.all(ok):
+        bad_value = codes[~ok].flat[0]
+        if not zero_one and np.all((codes == 0) | (codes == 1)):
+            raise CMHError(f"{where} holds 0/1 codes; pass --zero-one to read 0 as -1")
+        if zero_one:
+            raise CMHError(
+                f"{where} has values other than 0/1 (e.g. {bad_value:g}) but --zero-one was given; "
+                "store 0/1 bits, or ±1 codes without --zero-one"
+            )
+        raise CMHError(
+            f"{where} has values other than -1/+1 (e.g. {bad_value:g}); binarise the codes "
+            "(numpy.sign, or codes * 2 - 1 for 0/1 bits); cmh never rounds them for you"
+        )
+    return np.where(codes > 0, 1, -1).astype(np.int8)
+
+
 def load_codes_file(path: str | Path, zero_one: bool = False) -> dict[str, np.ndarray]:
-    """Read and check a codes file; returns its arrays with codes as ±1 int8."""
+    """Read and check a codes file; returns its arrays with codes as ±1 int8 (never cast silently:
+    NaN, fractional values, other values than ±1 (0/1 with ``zero_one``) and 0-bit codes are errors)."""
+    from cmh.data.loaders import NpzReader
+
     path = Path(path)
     if not path.is_file():
         raise CMHError(f"codes file '{path}' not found; pass an .npz made with numpy.savez")
-    try:
-        data = dict(np.load(path, allow_pickle=False))
-    except (OSError, ValueError) as exc:
-        raise CMHError(
-            f"cannot read '{path}' as .npz ({exc.__class__.__name__}); write it with numpy.savez"
-        ) from None
+    with NpzReader(path, "codes file", "write it again with numpy.savez (or `cmh run --save-codes`)") as z:
+        data = z.read_all()
     for key in ("query_labels", "database_labels"):
         if key not in data:
-            raise CMHError(f"'{path}' has no '{key}' array (it has: {', '.join(sorted(data))})")
+            raise CMHError(
+                f"'{path}' has no '{key}' array (it has: {', '.join(sorted(data))}); save the labels "
+                f"under that name, (n, classes) 0/1 or (n,) class ids"
+            )
     if not any(all(k in data for k in keys) for keys in TASK_KEYS.values()):
         raise CMHError(
             f"'{path}' needs query_image + database_text (I→T) and/or query_text + database_image (T→I); "
             f"it has: {', '.join(sorted(data))}"
         )
-    qlab, dblab = data["query_labels"], data["database_labels"]
-    if qlab.ndim == 1 and dblab.ndim == 1:
-        num = int(max(qlab.max(), dblab.max())) + 1
+    qlab = _labels(data["query_labels"], "query_labels", path)
+    dblab = _labels(data["database_labels"], "database_labels", path)
+    if data["query_labels"].ndim == 1 and data["database_labels"].ndim == 1:
         from cmh.data import one_hot
 
-        data["query_labels"], data["database_labels"] = one_hot(qlab, num), one_hot(dblab, num)
-    else:
-        data["query_labels"], data["database_labels"] = (
-            _labels(qlab, "query_labels"),
-            _labels(dblab, "database_labels"),
-        )
+        num = max(qlab.shape[1], dblab.shape[1])
+        qlab = one_hot(data["query_labels"].astype(np.int64), num)
+        dblab = one_hot(data["database_labels"].astype(np.int64), num)
+    data["query_labels"], data["database_labels"] = qlab, dblab
     for key in ("query_image", "query_text", "database_image", "database_text"):
         if key in data:
-            codes = data[key]
-            if zero_one:
-                if not np.all((codes == 0) | (codes == 1)):
-                    raise CMHError(f"{key} has values other than 0/1 but --zero-one was given")
-                codes = np.where(codes > 0, 1, -1)
-            elif np.all((codes == 0) | (codes == 1)):
-                raise CMHError(f"{key} holds 0/1 codes; pass --zero-one to read 0 as -1")
-            data[key] = np.asarray(codes, dtype=np.int8)
+            data[key] = _codes(data[key], key, path, zero_one)
     return data
 
 
@@ -100,6 +136,8 @@ def evaluate_codes(data: dict[str, np.ndarray], device: str = "auto") -> dict[st
 
 
 def eval_command(args: argparse.Namespace) -> int:
+    if args.out:
+        check_writable_file(args.out, "--out")
     data = load_codes_file(args.codes, args.zero_one)
     results = evaluate_codes(data, args.device)
     table = Table(title=f"{args.codes}")

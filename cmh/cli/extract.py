@@ -9,6 +9,8 @@ import argparse
 import os
 from pathlib import Path
 
+from cmh.cli.common import check_writable_file, device_arg, seed_arg
+
 
 def _default_coco_mini() -> str:
     base = os.environ.get("CMH_DATA")
@@ -57,7 +59,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="image-decoding processes (default min(4, CPU count); 0 = in the main process)",
     )
-    pi.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, cuda:1, ...")
+    pi.add_argument(
+        "--device", type=device_arg, default="auto", help="auto (GPU when present), cpu, cuda, cuda:1, ..."
+    )
     pi.add_argument("--fp32", action="store_true", help="float32 on the GPU too (default there: float16)")
     pi.add_argument("--chunk-size", type=int, default=1024, help="rows per resumable chunk (default 1024)")
     pi.add_argument(
@@ -113,10 +117,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     pc.add_argument("--weights", default=None, metavar="PATH")
     pc.add_argument("--vocab-size", type=int, default=2000)
     pc.add_argument("--n-query", type=int, default=30, help="random queries (default 30)")
-    pc.add_argument("--split-seed", type=int, default=0)
+    pc.add_argument("--split-seed", type=seed_arg, default=0)
     pc.add_argument("--batch-size", type=int, default=32)
     pc.add_argument("--workers", type=int, default=None)
-    pc.add_argument("--device", default="auto")
+    pc.add_argument("--device", type=device_arg, default="auto")
     pc.add_argument("--quiet", action="store_true")
     pc.set_defaults(func=_run_coco_mini)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
@@ -125,6 +129,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _run_image(args: argparse.Namespace) -> int:
     from cmh.extract.pipeline import extract_images
 
+    check_writable_file(args.out, "--out")
     r = extract_images(
         args.images,
         args.out,
@@ -149,6 +154,7 @@ def _run_image(args: argparse.Namespace) -> int:
 def _run_text(args: argparse.Namespace) -> int:
     from cmh.extract.text import extract_text
 
+    check_writable_file(args.out, "--out")
     t = extract_text(
         args.input,
         args.out,
@@ -170,6 +176,7 @@ def _run_text(args: argparse.Namespace) -> int:
 def _run_coco_mini(args: argparse.Namespace) -> int:
     from cmh.extract.coco_mini import build_coco_mini
 
+    check_writable_file(args.out, "--out")
     info = build_coco_mini(
         args.data,
         args.out,

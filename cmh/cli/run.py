@@ -15,7 +15,14 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from cmh.cli.common import add_dataset_arguments, add_device_argument, int_list, load_dataset_from_args
+from cmh.cli.common import (
+    add_dataset_arguments,
+    add_device_argument,
+    check_writable_dir,
+    int_list,
+    load_dataset_from_args,
+    seed_list,
+)
 from cmh.results import DATABASE_CODES, load_record
 
 
@@ -34,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("method", help="method name (see `cmh list methods`)")
     add_dataset_arguments(p)
     p.add_argument("--bits", type=int_list, default=[32], help="code lengths, e.g. 16,32,64 (default 32)")
-    p.add_argument("--seeds", type=int_list, default=[0], help="method seeds, e.g. 0,1,2 (default 0)")
+    p.add_argument("--seeds", type=seed_list, default=[0], help="method seeds, e.g. 0,1,2 (default 0)")
     p.add_argument(
         "--set", action="append", metavar="KEY=VALUE", help="override a method option (repeatable)"
     )
@@ -99,6 +106,8 @@ def run_command(args: argparse.Namespace) -> int:
     # fail fast on an unknown method or option, before any data is loaded
     probe = create_method(args.method, bits=args.bits[0], seed=args.seeds[0], device="cpu", **overrides)
     check_database_codes(probe, args.database)
+    if not args.no_save:
+        check_writable_dir(args.out, "--out")
     dataset = load_dataset_from_args(args)
     console.print(
         f"[bold]{probe.name}[/] on [bold]{dataset.name}[/] ({dataset.split.protocol} split: "

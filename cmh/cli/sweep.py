@@ -14,7 +14,7 @@ from typing import Any
 
 from rich.console import Console
 
-from cmh.cli.common import add_device_argument, int_list
+from cmh.cli.common import add_device_argument, check_writable_dir, int_list, seed_list
 from cmh.errors import CMHError
 
 
@@ -45,7 +45,7 @@ def _add_grid_arguments(p: argparse.ArgumentParser) -> None:
         help="image features for dataset NAME when its files have none (repeatable)",
     )
     p.add_argument("--bits", type=int_list, help="override the grid's code lengths, e.g. 16,32")
-    p.add_argument("--seeds", type=int_list, help="override the grid's seeds, e.g. 0,1,2")
+    p.add_argument("--seeds", type=seed_list, help="override the grid's seeds, e.g. 0,1,2")
     p.add_argument(
         "--set", action="append", metavar="KEY=VALUE", help="method option for every run (repeatable)"
     )
@@ -162,9 +162,12 @@ def run_grid(
     from cmh.sweep import load_grid_dataset, plan
 
     out = args.out or grid.get("out", "results")
+    if not args.dry_run:
+        check_writable_dir(out, "--out")
     runs = list(plan(grid, _names(args.methods), datasets or _names(args.datasets)))
     loaded: dict[str, Any] = {}
     unprepared: dict[str, str] = {}
+    first_error: CMHError | None = None
     todo = []
     for run in runs:
         if run.dataset in unprepared:
@@ -172,14 +175,17 @@ def run_grid(
         if run.dataset not in loaded:
             try:
                 loaded[run.dataset] = load_grid_dataset(grid, run.dataset)
-            except CMHError:
+            except CMHError as exc:
                 prepare = ((grid.get("datasets") or {}).get(run.dataset) or {}).get("prepare")
                 if not prepare or _names(args.datasets):
                     raise  # a dataset the user asked for by name must load
                 unprepared[run.dataset] = prepare
+                first_error = first_error or exc
                 continue
         if args.overwrite or not _record_path(out, run, loaded[run.dataset]).exists():
             todo.append(run)
+    if first_error is not None and not loaded:
+        raise first_error  # nothing in the grid can run here: say why
     for name, prepare in unprepared.items():
         n = sum(r.dataset == name for r in runs)
         console.print(

@@ -22,6 +22,8 @@ Layouts
 from __future__ import annotations
 
 import os
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +53,11 @@ def read_array(path: str | Path, key: str | None = None, what: str = "array", mm
     if suffix == ".npy":
         try:
             return np.load(p, mmap_mode="r" if mmap else None, allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise DataError(f"{what} file '{p}' is not a readable .npy array ({_first_line(exc)})") from None
+        except (ValueError, OSError, EOFError) as exc:
+            raise DataError(
+                f"{what} file '{p}' is not a readable .npy array, it is truncated or corrupt "
+                f"({_first_line(exc)}); {REMAKE}"
+            ) from None
     if suffix == ".npz":
         return _read_npz_member(p, key, what)
     if suffix in (".mat", ".h5", ".hdf5", ".hdf"):
@@ -78,24 +83,86 @@ def read_array(path: str | Path, key: str | None = None, what: str = "array", mm
     )
 
 
+#: The fix for a data file that is cut off or damaged.
+REMAKE = "copy it again or re-create it with the tool that wrote it"
+#: What reading a damaged ``.npz`` can raise (zip directory, zlib stream, ``.npy`` header inside).
+_NPZ_ERRORS = (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, NotImplementedError)
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else exc.__class__.__name__
 
 
-def _open_npz(p: Path) -> Any:
-    try:
-        return np.load(p, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise DataError(f"'{p}' is not a readable .npz file ({_first_line(exc)}); is it truncated?") from None
+class NpzReader:
+    """An ``.npz`` open for reading (``files``, ``in``, ``[key]``, a context manager) whose failures — not a
+    zip file, a truncated or corrupt member, pickled objects — are one-line :class:`DataError` messages
+    naming the file and ``fix`` (how to re-create it), never ``zipfile``/``zlib`` tracebacks."""
+
+    def __init__(self, path: str | Path, what: str = "file", fix: str = REMAKE) -> None:
+        self.path, self.what, self.fix = Path(path), what, fix
+        try:
+            self._z = np.load(self.path, allow_pickle=False)
+        except _NPZ_ERRORS as exc:
+            raise self._error(exc) from None
+        if not hasattr(self._z, "files"):  # np.load read a plain .npy under an .npz name
+            raise DataError(f"{what} '{self.path}' is a .npy array, not an .npz archive; rename it to .npy")
+        self.files = list(self._z.files)
+
+    def _error(self, exc: BaseException, key: str | None = None) -> DataError:
+        if key is not None and "allow_pickle" in str(exc):
+            return DataError(
+                f"{self.what} '{self.path}' holds pickled Python objects in '{key}'; "
+                "save plain numeric/string arrays (numpy.savez) instead"
+            )
+        if key is None and "pickle" in str(exc):  # np.load's guess for a file that is neither zip nor .npy
+            exc = ValueError("not a zip archive")
+        where = f"array '{key}': " if key else ""
+        return DataError(
+            f"{self.what} '{self.path}' is truncated or corrupt, not a readable .npz ({where}"
+            f"{exc.__class__.__name__}: {_first_line(exc)}); {self.fix}"
+        )
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.files
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        try:
+            return self._z[key]
+        except KeyError:
+            raise DataError(
+                f"{self.what} '{self.path}' has no array '{key}' (it has: {', '.join(self.files)})"
+            ) from None
+        except _NPZ_ERRORS as exc:
+            raise self._error(exc, key) from None
+
+    def read_all(self) -> dict[str, np.ndarray]:
+        """Every array of the file (each one read and checked)."""
+        return {k: self[k] for k in self.files}
+
+    def close(self) -> None:
+        self._z.close()
+
+    def __enter__(self) -> NpzReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _open_npz(p: Path, what: str = "file") -> NpzReader:
+    return NpzReader(p, what)
 
 
 def _read_npz_member(p: Path, key: str | None, what: str) -> Any:
-    z = _open_npz(p)
+    z = _open_npz(p, f"{what} file")
     with z:
         files = list(z.files)
         if {"format", "shape", "indptr", "indices", "data"} <= set(files):  # scipy.sparse.save_npz
-            return sp.load_npz(p).tocsr()
+            try:
+                return sp.load_npz(p).tocsr()
+            except _NPZ_ERRORS as exc:
+                raise z._error(exc) from None
         if key is not None and key not in files and f"{key}_data" in files:
             return _csr_from(z, key, p)
         if key is None and len(files) > 1 and "features" in files:
@@ -135,24 +202,42 @@ def as_features(x: Any, what: str, source: str) -> Any:
     A float32 memory map stays a memory map; other dtypes are converted (a copy).
     """
     if sp.issparse(x):
-        x = x.tocsr().astype(np.float32)
+        x = x.tocsr()
+        if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
+            raise DataError(f"{what} from {source} have non-numeric dtype {x.dtype}; expected numbers")
+        x = x.astype(np.float32)
         values = x.data
     else:
         x = np.asarray(x) if not isinstance(x, np.memmap) else x
+        if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
+            raise DataError(
+                f"{what} from {source} {_dtype_problem(x.dtype)}; save the features as a numeric matrix"
+            )
         if x.ndim == 1:
             raise DataError(f"{what} from {source} is 1-d (shape {x.shape}); features must be (n, d)")
         if x.ndim != 2:
             raise DataError(f"{what} from {source} has shape {x.shape}; features must be 2-d (n, d)")
-        if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
-            raise DataError(f"{what} from {source} has non-numeric dtype {x.dtype}; expected numbers")
         if x.dtype != np.float32:
             x = x.astype(np.float32)
         values = x
+    if x.shape[1] == 0:
+        raise DataError(
+            f"{what} from {source} have 0 columns (shape {tuple(x.shape)}); give at least one feature per row"
+        )
     finite = np.isfinite(values)
     if not finite.all():
         bad = int(finite.size - finite.sum())
         raise DataError(f"{what} from {source} contain {bad} NaN/inf values; clean or impute them first")
     return x
+
+
+def _dtype_problem(dtype: np.dtype) -> str:
+    """``"hold text (dtype <U2), not numbers"`` and the like, for an array that should be numeric."""
+    if dtype.kind in "US":
+        return f"hold text (dtype {dtype}, e.g. a MATLAB char array), not numbers"
+    if dtype.kind == "O":
+        return f"hold Python objects (dtype {dtype}, e.g. a MATLAB cell array), not numbers"
+    return f"have non-numeric dtype {dtype}, not numbers"
 
 
 def as_labels(x: Any, source: str, base: int = 0, num_classes: int | None = None) -> np.ndarray:
@@ -163,6 +248,10 @@ def as_labels(x: Any, source: str, base: int = 0, num_classes: int | None = None
     if sp.issparse(x):
         x = x.toarray()
     x = np.asarray(x)
+    if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
+        raise DataError(
+            f"labels from {source} {_dtype_problem(x.dtype)}; save them as a 0/1 matrix or integer class ids"
+        )
     if x.ndim == 2 and x.shape[1] == 1 and x.shape[0] > 1:
         x = x[:, 0]
     if x.ndim == 1:
@@ -333,7 +422,9 @@ def load_npz(
     supplies (or replaces) the image modality from another file (e.g. for ``mirflickr25k_text_labels.npz``).
     """
     p = check_file(path, "dataset file")
-    z = _open_npz(p)
+    z = NpzReader(
+        p, "dataset file", "re-create it (`cmh data convert SOURCE --out FILE.npz`) or copy it again"
+    )
     with z:
         files = set(z.files)
         if {"image_train", "image_test", "text_train", "text_test", "label_train", "label_test"} <= files:
@@ -442,7 +533,7 @@ def load_wikipedia(path: str | Path, name: str = "wikipedia") -> CrossModalDatas
             )
     p = check_file(p, "Wikipedia file")
     if p.suffix.lower() == ".npz":
-        z = _open_npz(p)
+        z = _open_npz(p, "Wikipedia file")
         with z:
             return _wikipedia_from_npz(p, z, name)
     arrays = read_mat(p, WIKIPEDIA_VARS)

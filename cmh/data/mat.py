@@ -47,13 +47,42 @@ def is_hdf5(path: str | Path) -> bool:
         return False
 
 
+#: The fix for a damaged ``.mat`` file.
+MAT_REMAKE = "copy it again or save it again in MATLAB (save FILE -v7.3)"
+
+
+def _h5_open(p: Path) -> Any:
+    """``h5py.File(p, "r")``; a truncated or corrupt file is a one-line :class:`DataError`."""
+    import h5py
+
+    try:
+        return h5py.File(p, "r")
+    except OSError as exc:
+        raise _damaged(p, exc) from None
+
+
+def _damaged(p: Path, exc: BaseException) -> DataError:
+    detail = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+    return DataError(
+        f"'{p}' is truncated or corrupt, not a readable HDF5/MATLAB v7.3 file ({detail}); {MAT_REMAKE}"
+    )
+
+
+def _not_mat(p: Path, exc: BaseException) -> DataError:
+    detail = (str(exc).strip().splitlines() or [""])[0]
+    return DataError(
+        f"'{p}' is not a readable MATLAB file, or it is truncated or corrupt ({exc.__class__.__name__}"
+        f"{': ' + detail if detail else ''}); check that it is a .mat, else {MAT_REMAKE}"
+    )
+
+
 def mat_variables(path: str | Path) -> dict[str, tuple[int, ...]]:
     """Variable names of a ``.mat`` file and their MATLAB shapes, without reading the data."""
     p = check_file(path, "MATLAB file")
     if is_hdf5(p):
         import h5py
 
-        with h5py.File(p, "r") as f:
+        with _h5_open(p) as f:
             matlab = _written_by_matlab(p, f)
             out = {}
             for k, v in f.items():
@@ -70,9 +99,7 @@ def mat_variables(path: str | Path) -> dict[str, tuple[int, ...]]:
     try:
         return {name: tuple(shape) for name, shape, _ in sio.whosmat(str(p))}
     except Exception as exc:  # scipy raises several types for corrupt files
-        raise DataError(
-            f"'{p}' is not a readable MATLAB file ({exc.__class__.__name__}: {exc})".splitlines()[0]
-        ) from None
+        raise _not_mat(p, exc) from None
 
 
 def read_mat(
@@ -121,15 +148,14 @@ def _read_v5(p: Path, wanted: list[str] | None, optional: list[str]) -> dict[str
     try:
         have = [name for name, _, _ in sio.whosmat(str(p))]
     except Exception as exc:
-        raise DataError(
-            f"'{p}' is not a readable MATLAB file ({exc.__class__.__name__}); check that it is a .mat"
-        ) from None
+        raise _not_mat(p, exc) from None
     mapping = _resolve(p, have, wanted, optional)
     try:
         raw = sio.loadmat(str(p), variable_names=sorted(set(mapping.values())))
     except Exception as exc:
         raise DataError(
-            f"'{p}' could not be read as a MATLAB v5 file ({exc.__class__.__name__}); is it truncated?"
+            f"'{p}' is truncated or corrupt, not a readable MATLAB v5 file ({exc.__class__.__name__}); "
+            f"{MAT_REMAKE}"
         ) from None
     out: dict[str, Any] = {}
     for name, key in mapping.items():
@@ -148,13 +174,7 @@ def _written_by_matlab(p: Path, f: Any) -> bool:
 def _read_h5(p: Path, wanted: list[str] | None, optional: list[str]) -> dict[str, Any]:
     import h5py
 
-    try:
-        f = h5py.File(p, "r")
-    except OSError as exc:
-        raise DataError(
-            f"'{p}' could not be opened as HDF5/MATLAB v7.3 ({exc}); is it truncated?".splitlines()[0]
-        ) from None
-    with f:
+    with _h5_open(p) as f:
         have = [k for k in f.keys() if not k.startswith("#")]
         mapping = _resolve(p, have, wanted, optional)
         matlab = _written_by_matlab(p, f)
@@ -164,11 +184,17 @@ def _read_h5(p: Path, wanted: list[str] | None, optional: list[str]) -> dict[str
             if isinstance(node, h5py.Group) and "MATLAB_sparse" in node.attrs:
                 out[name] = _h5_sparse(node)
             elif isinstance(node, h5py.Dataset):
-                x = np.asarray(node[()])
+                try:
+                    x = np.asarray(node[()])
+                except OSError as exc:
+                    raise _damaged(p, exc) from None
                 if matlab and x.ndim >= 2:
                     x = np.ascontiguousarray(x.transpose(tuple(range(x.ndim))[::-1]))
-                if matlab and node.attrs.get("MATLAB_class", b"") in (b"logical", "logical"):
+                matlab_class = node.attrs.get("MATLAB_class", b"") if matlab else b""
+                if matlab_class in (b"logical", "logical"):
                     x = x.astype(np.uint8)
+                elif matlab_class in (b"char", "char") and x.ndim == 2:
+                    x = _char_rows(x)
                 out[name] = x
             else:
                 raise DataError(
@@ -176,6 +202,13 @@ def _read_h5(p: Path, wanted: list[str] | None, optional: list[str]) -> dict[str
                     "not a numeric array; save it as a plain matrix"
                 )
         return out
+
+
+def _char_rows(x: np.ndarray) -> np.ndarray:
+    """A MATLAB v7.3 char matrix (UTF-16 code units, ``(rows, length)``) as ``rows`` strings, so that it
+    reads as text (as scipy reads v5 char arrays), not as numbers."""
+    codes = np.ascontiguousarray(x.astype("<u4"))
+    return codes.view(f"<U{max(1, x.shape[1])}")[:, 0] if x.shape[1] else np.full(x.shape[0], "")
 
 
 def _h5_sparse(g: Any) -> sp.csr_matrix:
@@ -196,13 +229,14 @@ def read_mat_slice(path: str | Path, name: str, start: int, stop: int) -> np.nda
     p = check_file(path, "MATLAB file")
     if not is_hdf5(p):
         return read_mat(p, [name])[name][start:stop]
-    import h5py
-
-    with h5py.File(p, "r") as f:
+    with _h5_open(p) as f:
         have = [k for k in f.keys() if not k.startswith("#")]
         key = _resolve(p, have, [name], [])[name]
         node = f[key]
-        if not _written_by_matlab(p, f):
-            return np.asarray(node[start:stop])
-        x = np.asarray(node[..., start:stop])  # MATLAB's first axis is HDF5's last
+        try:
+            if not _written_by_matlab(p, f):
+                return np.asarray(node[start:stop])
+            x = np.asarray(node[..., start:stop])  # MATLAB's first axis is HDF5's last
+        except OSError as exc:
+            raise _damaged(p, exc) from None
         return np.ascontiguousarray(x.transpose(tuple(range(x.ndim))[::-1]))

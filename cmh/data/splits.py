@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cmh.config import check_seed
 from cmh.data.dataset import Split
 from cmh.errors import DataError
 
@@ -32,6 +33,7 @@ def random_split(n: int, n_query: int, n_train: int, seed: int = 0, protocol: st
         raise DataError(
             f"train size {n_train} exceeds the {n - n_query} database rows; use at most {n - n_query}"
         )
+    seed = check_seed(seed, "the split seed")
     rng = np.random.default_rng(seed)
     perm = rng.permutation(n)
     query = np.sort(perm[:n_query])

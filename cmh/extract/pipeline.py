@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from cmh._atomic import atomic_path
+from cmh.base import resolve_device
 from cmh.errors import CMHError
 from cmh.extract.backbones import Backbone, build_backbone
 from cmh.extract.images import ImageFiles, ImageTransform, list_images
@@ -48,19 +49,6 @@ class ExtractResult:
     resumed_chunks: int = 0
     feature_dim: int = 0
     device: str = "cpu"
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` -> ``cuda`` when available else ``cpu``; anything else is parsed by torch."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise CMHError(f"unknown device '{device}'; use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise CMHError(f"device '{device}' requested but no CUDA GPU is available; use --device cpu")
-    return dev
 
 
 def default_workers() -> int:

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from cmh.base import resolve_device
 from cmh.errors import CMHError
 
 ALL_METRICS = ("map", "map@k", "map_tie_avg", "pr_radius", "p_at_n", "p_r2", "ndcg@k")
@@ -98,13 +99,6 @@ def check_codes(codes: Any, name: str) -> torch.Tensor:
 def check_labels(labels: Any, name: str) -> torch.Tensor:
     """Validate multi-hot labels (n, c) and return them as a uint8 tensor on the CPU."""
     return torch.from_numpy(np.ascontiguousarray(_labels_np(labels, name)))
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` -> cuda when available, else cpu."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def default_pn_grid(n_db: int) -> list[int]:
