@@ -1,4 +1,9 @@
-"""``cmh run METHOD``: train, encode, evaluate both tasks and write one result record per (bits, seed)."""
+"""``cmh run METHOD``: train, encode, evaluate both tasks and write one result record per (bits, seed).
+
+Under ``torchrun --nproc-per-node N -m cmh run ...`` the ranks join one process group
+(:func:`cmh.methods._dist.init_from_env`), deep methods train data-parallel, every rank evaluates, and
+rank 0 alone prints and writes the records (docs/scale.md).
+"""
 
 from __future__ import annotations
 
@@ -55,11 +60,21 @@ def method_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    from cmh.methods import _dist
+
+    args.device = _dist.init_from_env(args.device)  # torchrun: join the ranks (no-op in one process)
+    try:
+        return _run(args, Console(quiet=not _dist.is_writer()))
+    finally:
+        _dist.close()
+
+
+def _run(args: argparse.Namespace, console: Console) -> int:
     from cmh.base import check_bits
+    from cmh.methods._dist import is_writer, rank0_value
     from cmh.registry import create_method
     from cmh.runner import check_database_codes, run_once
 
-    console = Console()
     overrides = method_overrides(args)
     for bits in args.bits:
         check_bits(bits)
@@ -75,9 +90,10 @@ def run_command(args: argparse.Namespace) -> int:
     for bits in args.bits:
         for seed in args.seeds:
             path = record_path(args.out, dataset.name, probe.name, bits, seed, args.database)
-            if path.exists() and not args.overwrite and not args.no_save:
+            if rank0_value(path.exists()) and not args.overwrite and not args.no_save:
                 console.print(f"[yellow]{path} exists; showing it (use --overwrite to run again)[/]")
-                rows.append((load_record(path), path, True))
+                if is_writer():
+                    rows.append((load_record(path), path, True))
                 continue
             console.print(f"[dim]{probe.name} {bits} bits, seed {seed}: training ...[/]")
             record = run_once(
@@ -91,7 +107,7 @@ def run_command(args: argparse.Namespace) -> int:
                 database=args.database,
             )
             codes = record.pop("_codes", None)
-            if not args.no_save:
+            if not args.no_save and is_writer():
                 path = write_record(record, args.out)
                 if codes is not None:
                     _save_codes(path.with_suffix(".codes.npz"), codes, dataset)
