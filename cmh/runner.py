@@ -18,6 +18,7 @@ import torch
 from cmh.base import HashMethod, check_bits, has_unified_codes, resolve_device
 from cmh.data import CrossModalDataset
 from cmh.errors import CMHError
+from cmh.methods._dist import world
 from cmh.registry import create_method
 from cmh.results import DATABASE_CODES, SCHEMA, environment, git_commit, utc_now
 
@@ -129,6 +130,7 @@ def run_once(
         "t2i": evaluate(query["text"], db_codes["image"], qlab, dblab, **opts),
     }
     t_eval = time.perf_counter() - t0
+    ranks = world()[1]
 
     record: dict[str, Any] = {
         "schema": SCHEMA,
@@ -155,6 +157,7 @@ def run_once(
         "peak_rss_mb": peak_rss_mb(),
         "device": str(dev),
         "torch_threads": torch.get_num_threads(),  # CPU results are bitwise reproducible per thread count
+        **({"ranks": ranks} if ranks > 1 else {}),  # data-parallel training under torchrun
         "versions": environment(),
         "git_commit": git_commit(),
         "date": utc_now(),
