@@ -153,3 +153,37 @@ def test_bad_timeout_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv(_dist.TIMEOUT_ENV, "soon")
     with pytest.raises(CMHError, match="CMH_DIST_TIMEOUT='soon' is not a positive number"):
         _dist.timeout_s()
+
+
+def test_torchrun_cmh_run_writes_one_record_like_one_process(tmp_path: Path) -> None:
+    """`torchrun --nproc-per-node 2 -m cmh run dcmh --device cpu`: rank 0 writes the record (with
+    ``ranks: 2``), and its metrics are those of `cmh run` in one process."""
+    import json
+    import subprocess
+    import sys
+
+    from cmh.cli import main
+    from cmh.data.loaders import save_npz
+
+    data = save_npz(_data(), tmp_path / "small.npz")
+    args = ["run", "dcmh", "--data", str(data), "--bits", "16", "--device", "cpu"]
+    args += ["--set", "epochs=2", "--set", "txt_hidden=64", "--set", "batch_size=63"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CMH_DIST_TIMEOUT": "60"}
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    done = subprocess.run(
+        [*launch, "-m", "cmh", *args, "--out", str(tmp_path / "two")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("training ...") == 1  # rank 1 prints nothing
+    torch.set_num_threads(1)
+    assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    (two,), (one,) = (list((tmp_path / d).rglob("*.json")) for d in ("two", "one"))
+    two, one = json.loads(two.read_text()), json.loads(one.read_text())
+    assert two["ranks"] == 2 and "ranks" not in one
+    for task in ("i2t", "t2i"):
+        assert two["tasks"][task]["map"] == pytest.approx(one["tasks"][task]["map"], abs=0.005)
