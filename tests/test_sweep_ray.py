@@ -105,3 +105,24 @@ def test_bad_resources_and_options(tmp_path: Path, capsys) -> None:
     assert "--address is the Ray cluster of --backend ray" in capsys.readouterr().err
     assert main(["sweep", str(good), "--backend", "ray", "--jobs", "2"]) == 2
     assert "--jobs is for the local backend" in capsys.readouterr().err
+
+
+def test_resources_from_the_grid_and_the_command_line(tmp_path: Path, capsys) -> None:
+    import argparse
+
+    from cmh.cli.sweep import _apply_overrides
+    from cmh.sweep import load_grid, plan
+
+    grid = load_grid(write_grid(tmp_path))
+    grid["runs"][1]["resources"] = {"gpus": 0.5}
+    runs = list(plan(grid))
+    assert {(r.method, r.cpus, r.gpus) for r in runs} == {
+        ("cvh", 1.0, 0.0),
+        ("scm-seq", 1.0, 0.0),
+        ("dcmh", 1.0, 0.5),
+    }
+    opts = {"data": None, "image_features": None, "set": None, "bits": None, "seeds": None}
+    cli = argparse.Namespace(**opts, cpus_per_run=4.0, gpus_per_run=None)
+    assert {(r.cpus, r.gpus) for r in plan(_apply_overrides(grid, cli)) if r.method == "dcmh"} == {(4.0, 0.5)}
+    assert main(["sweep", str(write_grid(tmp_path)), "--dry-run", "--cpus-per-run", "0"]) == 2
+    assert "cpus must be > 0" in capsys.readouterr().err

@@ -70,6 +70,16 @@ def _add_grid_arguments(p: argparse.ArgumentParser) -> None:
         help="local: this machine (--jobs); ray: one Ray task per run on a Ray cluster (pip install 'cmh[ray]')",
     )
     p.add_argument(
+        "--cpus-per-run",
+        type=float,
+        help="Ray backend: CPUs each run reserves (overrides the grid's resources)",
+    )
+    p.add_argument(
+        "--gpus-per-run",
+        type=float,
+        help="Ray backend: GPUs each run reserves, e.g. 1 or 0.5 (overrides the grid's resources)",
+    )
+    p.add_argument(
         "--address",
         help="Ray cluster to join (e.g. ray://head:10001 or auto; default: $RAY_ADDRESS or a local one)",
     )
@@ -107,6 +117,12 @@ def _apply_overrides(grid: dict[str, Any], args: argparse.Namespace) -> dict[str
         if args.seeds:
             block["seeds"] = args.seeds
         block["set"] = {**(block.get("set") or {}), **extra}
+        for key, value in (
+            ("cpus", getattr(args, "cpus_per_run", None)),
+            ("gpus", getattr(args, "gpus_per_run", None)),
+        ):
+            if value is not None:
+                block["resources"] = {**(block.get("resources") or {}), key: value}
         runs.append(block)
     return {**grid, "datasets": datasets, "runs": runs}
 
