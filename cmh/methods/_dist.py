@@ -16,13 +16,14 @@ method, without per-method code:
   (a frozen discriminator on the image network's features, a head on a trunk's output) runs unsharded
   on the gathered rows, so gradients flow back to each row's owner.
 - **Gradients.** Each rank's backward gives the gradient of the whole-batch loss through its own rows;
-  the gather scales it by the world size, and before every optimiser step the gradients of that
-  optimiser's parameters are averaged over the ranks (one flat all-reduce per dtype), which yields the
+  the gather scales it by the world size, and at the end of every backward pass the gradients it
+  accumulated are averaged over the ranks (one flat all-reduce per dtype), which yields the
   single-process gradient — also for loss terms that do not go through a sharded call (computed fully on
-  every rank). This is :class:`torch.nn.parallel.DistributedDataParallel`'s reduction, done at the step
-  rather than in backward hooks: DDP's reducer requires each forward to be followed by one backward that
-  reaches every parameter, which the deep methods' alternating steps break (SSAH calls a discriminator
-  twice before its backward and once frozen in the generators' step; LabNet's bank pass has no backward).
+  every rank) — before anything reads them (gradient clipping, the optimiser step). This is
+  :class:`torch.nn.parallel.DistributedDataParallel`'s reduction without its reducer, which requires each
+  forward to be followed by one backward that reaches every parameter of the module: the deep methods'
+  alternating steps break that (SSAH calls a discriminator twice before its backward and frozen in the
+  generators' step; LabNet's bank pass has no backward).
 - **Equal state.** Parameters and buffers are broadcast from rank 0 when training starts; all-reduced
   gradients and gathered outputs are the same bytes on every rank, so networks, optimiser states, banks,
   losses and early-stopping decisions stay identical. Checkpoints and the record are written by rank 0
@@ -284,6 +285,30 @@ def average_gradients(params: list[torch.Tensor]) -> None:
         _unflatten(flat.div_(size), members)
 
 
+class _GradientSync:
+    """Average, at the end of every backward pass, the gradients that pass accumulated into ``params``."""
+
+    def __init__(self, params: list[nn.Parameter]) -> None:
+        unique = list({id(p): p for p in params}.values())
+        self.order = {id(p): i for i, p in enumerate(unique)}
+        self.touched: dict[int, nn.Parameter] = {}
+        self.hooks = [p.register_post_accumulate_grad_hook(self._touch) for p in unique]
+
+    def _touch(self, param: nn.Parameter) -> None:
+        if not self.touched:  # first gradient of this backward pass: sync when the pass ends
+            torch.autograd.Variable._execution_engine.queue_callback(self._sync)
+        self.touched[id(param)] = param
+
+    def _sync(self) -> None:
+        params = sorted(self.touched.values(), key=lambda p: self.order[id(p)])  # same order on every rank
+        self.touched = {}
+        average_gradients(params)
+
+    def remove(self) -> None:
+        for hook in self.hooks:
+            hook.remove()
+
+
 def broadcast_state(nets: dict[str, nn.Module]) -> None:
     """Make every rank's parameters and buffers rank 0's."""
     tensors = [t.data for net in nets.values() for t in (*net.parameters(), *net.buffers())]
@@ -319,8 +344,7 @@ class Trainer:
             for key, net in m.nets.items():
                 m.nets[key] = nn.SyncBatchNorm.convert_sync_batchnorm(net)
         broadcast_state(m.nets)
-        for opt in m.optims.values():
-            self._hooks.append(opt.register_step_pre_hook(_average_before_step))
+        self._hooks.append(_GradientSync([p for net in m.nets.values() for p in net.parameters()]))
 
     @contextlib.contextmanager
     def sharded(self) -> Iterator[None]:
@@ -341,7 +365,3 @@ class Trainer:
         for hook in self._hooks:
             hook.remove()
         self._hooks.clear()
-
-
-def _average_before_step(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-    average_gradients([p for group in opt.param_groups for p in group["params"]])

@@ -38,8 +38,8 @@ The base class provides everything else (:meth:`DeepHashMethod.fit`):
   training stops after ``patience`` epochs without improvement.
 - **Several processes.** Under ``torchrun`` (or any initialised ``torch.distributed`` process group) the
   loop trains data-parallel with the single-process objective: each rank runs the networks on its slice of
-  every batch, outputs are all-gathered so the banks stay identical, gradients are averaged before every
-  optimiser step, rank 0 alone writes checkpoints (:mod:`cmh.methods._dist`; no per-method code).
+  every batch, outputs are all-gathered so the banks stay identical, gradients are averaged at the end of
+  every backward pass, rank 0 alone writes checkpoints (:mod:`cmh.methods._dist`; no per-method code).
 - **State.** :meth:`~DeepHashMethod.state_dict` / :meth:`~DeepHashMethod.load_state_dict` (and
   :meth:`~DeepHashMethod.save` / :meth:`~DeepHashMethod.load`) store what is needed to encode later.
 """
