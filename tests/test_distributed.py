@@ -62,6 +62,14 @@ def _rank_main(rank: int, size: int, init: str, out: str, job: str, extra: dict[
     result: dict[str, Any] = {}
     if job == "match":
         result = {name: _train(name) for name in METHODS}
+        from cmh.data import make_synthetic
+        from cmh.registry import create_method
+
+        other = make_synthetic(n=300, image_dim=32, text_dim=24, n_query=50, n_train=100 + rank)
+        try:  # ranks that load different training sets
+            create_method("dcmh", bits=BITS, **OPTIONS, **METHODS["dcmh"]).fit(other.part("train"))
+        except CMHError as exc:
+            result["mismatch"] = str(exc)
     elif job == "die":
 
         def die_after_first_epoch(method: Any, record: dict[str, Any]) -> None:
@@ -118,6 +126,7 @@ def test_two_gloo_ranks_train_like_one_process(tmp_path: Path) -> None:
     """SSAH and DCMH, 2 epochs, same seed and global batch: the 2-rank run is the 1-process run."""
     two, codes = _spawn(tmp_path, "match")
     assert codes == [0, 0]
+    assert "ranks disagree about the training data" in two.pop("mismatch")
     torch.set_num_threads(1)
     for name in METHODS:
         _assert_same_training(two[name], _train(name))

@@ -71,7 +71,7 @@ def run_command(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, console: Console) -> int:
     from cmh.base import check_bits
-    from cmh.methods._dist import is_writer, rank0_value
+    from cmh.methods._dist import is_writer, rank0_value, world
     from cmh.registry import create_method
     from cmh.runner import check_database_codes, run_once
 
@@ -81,6 +81,10 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     # fail fast on an unknown method or option, before any data is loaded
     probe = create_method(args.method, bits=args.bits[0], seed=args.seeds[0], device="cpu", **overrides)
     check_database_codes(probe, args.database)
+    if probe.kind != "deep" and world()[1] > 1:
+        console.print(
+            f"[yellow]{probe.name} is not a deep method: every rank trains it whole (no speed-up)[/]"
+        )
     dataset = load_dataset_from_args(args)
     console.print(
         f"[bold]{probe.name}[/] on [bold]{dataset.name}[/] ({dataset.split.protocol} split: "

@@ -330,11 +330,16 @@ class Trainer:
     def active(self) -> bool:
         return self.size > 1
 
-    def start(self) -> None:
-        """After networks, optimisers and a resumed state exist: check, synchronise and hook the steps."""
+    def start(self, fingerprint: str) -> None:
+        """After networks, optimisers and a resumed state exist: check, synchronise, hook the gradients."""
         if not self.active:
             return
         m = self.method
+        check_same(
+            fingerprint,
+            "the training data (its fingerprint)",
+            "every rank must load the same training set (same --data, --dataset and --split-seed)",
+        )
         check_same(
             m.epochs_done,
             "the epoch to resume from",

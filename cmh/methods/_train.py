@@ -440,7 +440,7 @@ class DeepHashMethod(HashMethod):
                 best["nets"] = {k: {n_: t.to(dev) for n_, t in sd.items()} for k, sd in best["nets"].items()}
 
         ranks = _dist.Trainer(self)  # data-parallel over torchrun's ranks; a no-op in one process
-        ranks.start()
+        ranks.start(fingerprint)
         show = cfg.verbose and sys.stderr.isatty() and _dist.is_writer()
         progress = _Progress(self, total=self.total_epochs) if show else None
         try:
