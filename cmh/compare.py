@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from cmh import identity
 from cmh.errors import CMHError, did_you_mean
 from cmh.results import TASK_TITLES, TASKS, database_codes, load_records
 
@@ -41,8 +42,6 @@ PER_QUERY_KEYS = {"map": "ap_per_query", "map_tie_avg": "ap_tie_avg_per_query"}
 #: significance level of the paired test
 ALPHA = 0.05
 REPORTED_DIR = Path(__file__).parent / "reported"
-#: configuration keys that do not change a run's result (logging, checkpoint/resume plumbing, loader workers)
-NEUTRAL_SETTINGS = frozenset({"verbose", "checkpoint_dir", "resume", "image_workers"})
 #: reported-data dataset names that differ from cmh's catalog names
 _REPORTED_ALIASES = {"nuswide": "nus-wide", "mscoco": "coco"}
 
@@ -149,6 +148,8 @@ class ComparisonTable:
     reported: list[ReportedRow] = field(default_factory=list)
     left_out: list[str] = field(default_factory=list)
     settings: dict[str, str] = field(default_factory=dict)
+    provenance: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     against: str | None = None
     significance: dict[tuple[str, str, int], Significance] = field(default_factory=dict)
 
@@ -235,8 +236,9 @@ def _pick_version(
 
 
 def _settings(record: dict[str, Any]) -> dict[str, Any]:
-    """The record's configuration without :data:`NEUTRAL_SETTINGS`."""
-    return {k: v for k, v in (record.get("config") or {}).items() if k not in NEUTRAL_SETTINGS}
+    """The record's settings that differ from its method's defaults (its whole configuration, neutral keys
+    aside, when the method is not installed): what tells records of one cell apart."""
+    return identity.non_default_settings(record["method"], int(record["bits"]), record.get("config"))
 
 
 def _format_settings(settings: dict[str, Any]) -> str:
@@ -246,30 +248,19 @@ def _format_settings(settings: dict[str, Any]) -> str:
     return " ".join(f"{k}={value(v)}" for k, v in sorted(settings.items())) or "defaults"
 
 
-_DEFAULTS_CACHE: dict[tuple[str, int], dict[str, Any] | None] = {}
-
-
-def default_settings(method: str, bits: int) -> dict[str, Any] | None:
-    """The resolved default configuration of ``method`` at ``bits`` (JSON-normalised), or None when the
-    method is not installed (a record from a plugin this environment lacks)."""
-    key = (method, bits)
-    if key not in _DEFAULTS_CACHE:
-        from cmh.registry import create_method
-
-        try:
-            cfg = create_method(method, bits=bits, seed=0).config_dict()
-            _DEFAULTS_CACHE[key] = json.loads(json.dumps(cfg, default=str))
-        except Exception:  # noqa: BLE001 - unknown or broken plugin: no defaults to compare with
-            _DEFAULTS_CACHE[key] = None
-    return _DEFAULTS_CACHE[key]
+def _config_value(record: dict[str, Any], key: str) -> Any:
+    """One option of a record: its stored value, else the method's default."""
+    config = record.get("config") or {}
+    if key in config:
+        return config[key]
+    return (identity.default_settings(record["method"], int(record["bits"])) or {}).get(key)
 
 
 def non_default_settings(record: dict[str, Any]) -> dict[str, Any]:
     """The settings of ``record`` that differ from its method's defaults (empty when unknown)."""
-    defaults = default_settings(record["method"], int(record["bits"]))
-    if defaults is None:
+    if identity.default_settings(record["method"], int(record["bits"])) is None:
         return {}
-    return {k: v for k, v in _settings(record).items() if k in defaults and defaults[k] != v}
+    return _settings(record)
 
 
 def _one_setting_per_cell(records: list[dict[str, Any]], left_out: list[str]) -> list[dict[str, Any]]:
@@ -287,10 +278,9 @@ def _one_setting_per_cell(records: list[dict[str, Any]], left_out: list[str]) ->
         chosen = _settings(ranked[0][0])
         for group in ranked[1:]:
             other = _settings(group[0])
-            diff = {
-                k: other.get(k) for k in sorted(set(chosen) | set(other)) if chosen.get(k) != other.get(k)
-            }
-            shown = {k: chosen.get(k) for k in diff}
+            keys = [k for k in sorted(set(chosen) | set(other)) if chosen.get(k) != other.get(k)]
+            diff = {k: _config_value(group[0], k) for k in keys}
+            shown = {k: _config_value(ranked[0][0], k) for k in keys}
             for rec in group:
                 left_out.append(
                     f"{rec['_path']}: left out, made with other settings ({_format_settings(diff)}) than the "
@@ -314,6 +304,56 @@ def _settings_notes(records: list[dict[str, Any]]) -> dict[str, str]:
         else:
             out[method] = "; ".join(f"{b} bits: {t}" for b, t in sorted(by_bits.items()))
     return out
+
+
+#: provenance fields whose difference between the seeds of one cell can change results bitwise
+_PROVENANCE = {
+    "torch": lambda r: (r.get("versions") or {}).get("torch"),
+    "numpy": lambda r: (r.get("versions") or {}).get("numpy"),
+    "BLAS": lambda r: ", ".join((r.get("versions") or {}).get("blas") or []) or None,
+    "torch threads": lambda r: (r.get("threads") or {}).get("torch", r.get("torch_threads")),
+    "BLAS threads": lambda r: (r.get("threads") or {}).get("blas"),
+    "device": lambda r: r.get("device"),
+}
+
+
+def provenance_notes(records: list[dict[str, Any]]) -> list[str]:
+    """Footnotes for cells whose seeds ran on different versions, thread counts or devices, and a count of
+    records that do not state them (written before cmh recorded them)."""
+    by_cell: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+    for rec in records:
+        by_cell[rec["method"], int(rec["bits"])].append(rec)
+    out = []
+    for (method, bits), recs in sorted(by_cell.items()):
+        diffs = []
+        for name, get in _PROVENANCE.items():
+            seen = {get(r) for r in recs if get(r) is not None}
+            if len(seen) > 1:
+                diffs.append(f"{name} " + " vs ".join(map(str, sorted(seen, key=str))))
+        if diffs:
+            out.append(f"{method} at {bits} bits: seeds ran with different {'; '.join(diffs)}.")
+    unknown = [r for r in records if (r.get("threads") or {}).get("blas") is None]
+    if unknown:
+        out.append(
+            f"{len(unknown)} of {len(records)} records do not state their BLAS library and thread counts "
+            "(written before cmh recorded them); their seeds may differ there."
+        )
+    return out
+
+
+def warning_notes(records: list[dict[str, Any]]) -> list[str]:
+    """The warnings the records kept, one footnote per (method, warning kind), with the code lengths."""
+    seen: dict[tuple[str, str], tuple[str, set[int]]] = {}
+    for rec in records:
+        for text in rec.get("warnings") or []:
+            kind, _, message = str(text).partition(": ")
+            key = (rec["method"], kind)
+            first, bits = seen.setdefault(key, (message, set()))
+            bits.add(int(rec["bits"]))
+    return [
+        f"{method} ({', '.join(map(str, sorted(bits)))} bits) warned {kind}: {message}"
+        for (method, kind), (message, bits) in sorted(seen.items())
+    ]
 
 
 def _match_method(name: str, wanted: Sequence[str] | None) -> bool:
@@ -352,6 +392,17 @@ def load_reported(
             key = (row["source"], row["table"], row["features"], row["method"])
             grouped[key][row["task"], int(row["bits"])] = float(row["map"])
     return [ReportedRow(s, t, f, m, v) for (s, t, f, m), v in grouped.items()]
+
+
+def _no_reported_note(dataset: str, metric: str, directory: str | Path) -> str:
+    """Why ``--reported`` added no row: which datasets and metrics have published numbers."""
+    have: dict[str, set[str]] = defaultdict(set)
+    for path in sorted(Path(directory).glob("*.csv")):
+        lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln and not ln.startswith("#")]
+        for row in csv.DictReader(lines):
+            have[row["dataset"]].add(row.get("metric") or "map")
+    listed = ", ".join(f"{d} ({', '.join(sorted(m))})" for d, m in sorted(have.items())) or "none"
+    return f"--reported: no published {metric} numbers for {dataset} in cmh/reported/ (the papers report: {listed})."
 
 
 def _paired_test(a: Cell, b: Cell) -> Significance | None:
@@ -439,9 +490,13 @@ def build_table(
         dict(cells),
         left_out=left_out,
         settings=_settings_notes(recs),
+        provenance=provenance_notes(recs),
+        warnings=warning_notes(recs),
     )
     if reported:
         table.reported = load_reported(dataset, methods, columns or bits, metric, reported_dir)
+        if not table.reported:
+            table.left_out.append(_no_reported_note(dataset, metric, reported_dir))
     if against:
         _add_significance(table, against)
     return table
@@ -487,7 +542,10 @@ def compare(
 
 
 def format_cell(cell: Cell, digits: int = 4, sep: str = " ± ") -> str:
-    """``0.6123 ± 0.0041`` (the ± part only with more than one seed)."""
+    """``0.6123 ± 0.0041`` (the ± part only with more than one seed); ``0.6123 (=3)`` when every seed gave
+    the same number (a deterministic method on a fixed split: no spread was measured)."""
+    if cell.n > 1 and len(set(cell.values)) == 1:
+        return f"{cell.mean:.{digits}f} (={cell.n})"
     return f"{cell.mean:.{digits}f}" + (f"{sep}{cell.std:.{digits}f}" if cell.n > 1 else "")
 
 
@@ -540,6 +598,13 @@ def notes(table: ComparisonTable) -> list[str]:
     if table.settings:
         listed = "; ".join(f"{m}: {t}" for m, t in table.settings.items())
         out.append(f"Settings other than the method's defaults: {listed}.")
+    if any(c.n > 1 and len(set(c.values)) == 1 for c in table.cells.values()):
+        out.append(
+            "(=n): all n seeds gave the same number (the method is deterministic on this split), so no spread "
+            "was measured; ± is the sample standard deviation (ddof = 1) elsewhere."
+        )
+    out.extend(table.warnings)
+    out.extend(table.provenance)
     if table.reported:
         out.append(
             "Reported rows are published numbers (other features, splits and runs); bold marks the best "

@@ -1,8 +1,11 @@
-"""Result records: one immutable JSON file per (dataset, method, bits, seed) run (DESIGN §5).
+"""Result records: one immutable JSON file per run identity (docs/design.md, "Results").
 
-Layout: ``<root>/<dataset>/<method>/<bits>/seed<k>.json``. Records are written atomically (a temp
+Layout: ``<root>/<dataset>/<method>/<bits>/seed<k>[.<tag>][.unified].json``; the tag names settings and
+dataset versions other than the defaults (:mod:`cmh.identity`). Records are written atomically (a temp
 file in the same folder, then :func:`os.replace`), so a crash never leaves a half-written record.
-:func:`load_records` skips unreadable or foreign files and reports each by path.
+:func:`load_records` skips unreadable or foreign files and reports each by path. Every record says how to
+reproduce it: versions of cmh, torch, numpy and the BLAS libraries, the torch and BLAS thread counts, the
+CPU model and the device (:func:`environment`, :func:`threads`).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 
 from cmh._atomic import atomic_write_text
 
-SCHEMA = 1
+SCHEMA = 2  # 2: provenance (BLAS, threads, CPU) and identity-tagged file names
 REQUIRED_KEYS = ("method", "bits", "seed", "dataset", "tasks")
 TASKS = ("i2t", "t2i")
 TASK_TITLES = {"i2t": "I→T", "t2i": "T→I"}
@@ -29,10 +32,17 @@ DATABASE_CODES = ("per-view", "unified")
 
 
 def record_path(
-    root: str | Path, dataset: str, method: str, bits: int, seed: int, database: str = "per-view"
+    root: str | Path,
+    dataset: str,
+    method: str,
+    bits: int,
+    seed: int,
+    database: str = "per-view",
+    tag: str | None = None,
 ) -> Path:
-    """Where the record of one run lives under ``root`` (``seed<k>.unified.json`` for unified database codes)."""
-    suffix = "" if database == "per-view" else f".{database}"
+    """``<root>/<dataset>/<method>/<bits>/seed<k>[.<tag>][.<database>].json`` (see :mod:`cmh.identity`
+    for when a run gets a tag; :func:`cmh.identity.resolve_record_path` picks it for a record)."""
+    suffix = (f".{tag}" if tag else "") + ("" if database == "per-view" else f".{database}")
     return Path(root) / dataset / method / str(bits) / f"seed{seed}{suffix}.json"
 
 
@@ -41,20 +51,28 @@ def database_codes(record: dict[str, Any]) -> str:
     return str(record["dataset"].get("database_codes", "per-view"))
 
 
-def write_record(record: dict[str, Any], root: str | Path) -> Path:
-    """Write one record atomically to its canonical path under ``root``; returns the path."""
-    ds = record["dataset"]
-    path = record_path(
-        root, ds["name"], record["method"], record["bits"], record["seed"], database_codes(record)
-    )
-    return atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
+def write_record(
+    record: dict[str, Any], root: str | Path | None = None, path: str | Path | None = None
+) -> Path:
+    """Write one record atomically at ``path``, or under ``root`` at the path of its identity."""
+    from cmh.identity import resolve_record_path
+
+    if path is None and root is None:
+        raise TypeError("write_record needs a results root or a path")
+    target = Path(path) if path is not None else resolve_record_path(root, record)  # type: ignore[arg-type]
+    clean = {k: v for k, v in record.items() if not k.startswith("_")}
+    return atomic_write_text(target, json.dumps(clean, indent=1, sort_keys=True) + "\n")
 
 
 def migrate_record(record: dict[str, Any]) -> dict[str, Any]:
-    """Bring an older record up to :data:`SCHEMA` (schema 1 is the first; nothing to migrate yet)."""
+    """Read an older record as :data:`SCHEMA`: schema 1 lacks the provenance fields, which read as unknown
+    (``None``) rather than guessed."""
     version = record.get("schema", 1)
     if version > SCHEMA:
         raise ValueError(f"schema {version} is newer than this cmh (schema {SCHEMA}); upgrade cmh")
+    if version < 2:
+        record.setdefault("threads", {"torch": record.get("torch_threads"), "blas": None})
+        record.setdefault("cpu", None)
     return record
 
 
@@ -107,20 +125,69 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+def _blas_libraries() -> list[dict[str, Any]]:
+    """The BLAS libraries loaded in this process (numpy's/scipy's), from threadpoolctl."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:  # pragma: no cover - a scikit-learn dependency, always present
+        return []
+    return [i for i in threadpool_info() if i.get("user_api") == "blas"]
+
+
 def environment() -> dict[str, Any]:
-    """Versions of cmh and its main dependencies, for provenance."""
+    """Versions of cmh, its main dependencies and the BLAS libraries (``"openblas 0.3.31 (pthreads)"``,
+    torch's own BLAS from its build configuration), for provenance."""
     import numpy
     import torch
 
     from cmh import __version__
 
+    blas = sorted(
+        {
+            f"{i.get('internal_api')} {i.get('version')} ({i.get('threading_layer', '?')})"
+            for i in _blas_libraries()
+        }
+    )
     return {
         "cmh": __version__,
         "torch": torch.__version__,
         "numpy": numpy.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(terse=True),
+        "blas": blas,
+        "torch_blas": _torch_blas(),
     }
+
+
+def _torch_blas() -> str | None:
+    """torch's BLAS as its build reports it (``BLAS_INFO=mkl`` -> ``"mkl"``)."""
+    import torch
+
+    for part in torch.__config__.show().replace("\n", ",").split(","):
+        part = part.strip()
+        if part.startswith("BLAS_INFO="):
+            return part.split("=", 1)[1] or None
+    return None
+
+
+def threads() -> dict[str, int | None]:
+    """Thread counts that change CPU results bitwise: torch intra-op and the BLAS pools (their maximum)."""
+    import torch
+
+    blas = [int(i["num_threads"]) for i in _blas_libraries() if i.get("num_threads")]
+    return {"torch": torch.get_num_threads(), "blas": max(blas) if blas else None}
+
+
+def cpu_model() -> str | None:
+    """The CPU model name (``/proc/cpuinfo`` on Linux, :func:`platform.processor` elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
 
 
 def utc_now() -> str:

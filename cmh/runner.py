@@ -2,14 +2,24 @@
 
 :func:`run_once` does it for one (method, bits, seed) and returns the record; the CLI's ``cmh run``
 loops it over bits and seeds and writes each record with :func:`cmh.results.write_record`.
+:func:`record_head` is the part of a record known before training (method, bits, seed, resolved
+configuration, dataset version): it fixes the record's identity and so its path
+(:func:`cmh.identity.resolve_record_path`) before any work is done.
+
+Deep methods (any method whose configuration has ``checkpoint_dir`` and ``resume``) are checkpointed after
+every epoch when ``checkpoint_dir`` is given — ``cmh run`` and ``cmh sweep`` give
+:func:`checkpoint_dir_for` the record's path — so the same command after a kill resumes from the last epoch
+and writes the identical record; :func:`remove_checkpoints` deletes them once the record is written.
 """
 
 from __future__ import annotations
 
 import resource
+import shutil
 import sys
 import time
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,9 +28,10 @@ import torch
 from cmh.base import HashMethod, check_bits, has_unified_codes, resolve_device
 from cmh.data import CrossModalDataset
 from cmh.errors import CMHError
-from cmh.methods._dist import world
+from cmh.identity import jsonable
+from cmh.methods._dist import is_writer, world
 from cmh.registry import create_method
-from cmh.results import DATABASE_CODES, SCHEMA, environment, git_commit, utc_now
+from cmh.results import DATABASE_CODES, SCHEMA, cpu_model, environment, git_commit, threads, utc_now
 
 
 def check_codes(codes: Any, n: int, bits: int, who: str) -> np.ndarray:
@@ -76,6 +87,83 @@ def peak_rss_mb() -> float:
     return round(peak / (1024**2 if sys.platform == "darwin" else 1024), 1)
 
 
+#: the folder (next to a record) that holds its per-epoch training checkpoints; git-ignored
+CHECKPOINTS = ".checkpoints"
+
+
+def checkpoint_dir_for(record_path: str | Path) -> Path:
+    """``<record folder>/.checkpoints/<record stem>``: one folder per record identity."""
+    path = Path(record_path)
+    return path.parent / CHECKPOINTS / path.stem
+
+
+def remove_checkpoints(checkpoint_dir: str | Path) -> None:
+    """Delete a run's checkpoint folder (and the ``.checkpoints`` folder when it is left empty)."""
+    folder = Path(checkpoint_dir)
+    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        folder.parent.rmdir()
+    except OSError:
+        pass  # other runs' checkpoints are still there, or it never existed
+
+
+def clean_stale_tmp(folder: str | Path) -> list[Path]:
+    """Remove ``*.tmp`` files a killed atomic write left in ``folder``; returns what was removed."""
+    removed = []
+    for tmp in Path(folder).glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
+
+
+def supports_checkpoints(method_name: str) -> bool:
+    """Whether ``method_name``'s configuration has ``checkpoint_dir`` and ``resume`` (the deep methods)."""
+    import dataclasses
+
+    from cmh.registry import get_method_class
+
+    cfg = get_method_class(method_name).Config
+    names = {f.name for f in dataclasses.fields(cfg)} if dataclasses.is_dataclass(cfg) else set()
+    return {"checkpoint_dir", "resume"} <= names
+
+
+def record_head(method: HashMethod, dataset: CrossModalDataset, database: str = "per-view") -> dict[str, Any]:
+    """What a record holds before training: method, bits, seed, resolved config and dataset version."""
+    return {
+        "schema": SCHEMA,
+        "method": method.name,
+        "kind": method.kind,
+        "supervised": method.supervised,
+        "bits": int(method.bits),
+        "seed": int(method.seed),
+        "config": jsonable(method.config_dict()),
+        "dataset": {
+            "name": dataset.name,
+            "protocol": dataset.split.protocol,
+            "split_seed": dataset.split.seed,
+            "content_hash": dataset.content_hash(),
+            "sizes": dataset.split.to_dict()["sizes"],
+            "image_dim": None if dataset.image is None else int(dataset.image.shape[1]),
+            "text_dim": int(dataset.text.shape[1]),
+            "classes": dataset.num_classes,
+            **({"database_codes": database} if database != "per-view" else {}),
+        },
+    }
+
+
+def plan_record(
+    method_name: str,
+    dataset: CrossModalDataset,
+    bits: int,
+    seed: int = 0,
+    config: dict[str, Any] | None = None,
+    database: str = "per-view",
+) -> dict[str, Any]:
+    """:func:`record_head` of a run not made yet (validates the method name and options)."""
+    method = create_method(method_name, bits=check_bits(bits), seed=seed, device="cpu", **(config or {}))
+    return record_head(method, dataset, database)
+
+
 def run_once(
     method_name: str,
     dataset: CrossModalDataset,
@@ -86,11 +174,14 @@ def run_once(
     eval_options: dict[str, Any] | None = None,
     return_codes: bool = False,
     database: str = "per-view",
+    checkpoint_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train ``method_name`` on ``dataset``'s train part, encode query/database, evaluate I→T and T→I.
 
     ``database="unified"`` encodes each database item once from both views (``encode_pair``, the CMFH/SePH
     papers' protocol) and searches those codes in both tasks; the record says so and gets its own file.
+    ``checkpoint_dir`` (deep methods): checkpoint every epoch there and resume from what is there; the
+    record's configuration is the user's (checkpoint plumbing changes no number).
     Returns the result record (see :mod:`cmh.results`); with ``return_codes`` the codes are attached
     under ``"_codes"`` (not part of the stored record).
     """
@@ -98,7 +189,13 @@ def run_once(
 
     bits = check_bits(bits)
     dev = resolve_device(device)
-    method = create_method(method_name, bits=bits, seed=seed, device=str(dev), **(config or {}))
+    config = dict(config or {})
+    user_config = create_method(method_name, bits=bits, seed=seed, device="cpu", **config).config_dict()
+    if checkpoint_dir is not None and supports_checkpoints(method_name) and not config.get("checkpoint_dir"):
+        if is_writer():  # rank 0 of a data-parallel run owns the checkpoint files
+            clean_stale_tmp(checkpoint_dir)
+        config.update(checkpoint_dir=str(checkpoint_dir), resume=True)
+    method = create_method(method_name, bits=bits, seed=seed, device=str(dev), **config)
     check_database_codes(method, database)
     train = dataset.part("train")
     method.check_train(train)
@@ -132,38 +229,68 @@ def run_once(
     t_eval = time.perf_counter() - t0
     ranks = world()[1]
 
-    record: dict[str, Any] = {
-        "schema": SCHEMA,
-        "method": method.name,
-        "kind": method.kind,
-        "supervised": method.supervised,
-        "bits": bits,
-        "seed": int(seed),
-        "config": method.config_dict(),
-        "dataset": {
-            "name": dataset.name,
-            "protocol": dataset.split.protocol,
-            "split_seed": dataset.split.seed,
-            "content_hash": dataset.content_hash(),
-            "sizes": dataset.split.to_dict()["sizes"],
-            "image_dim": None if dataset.image is None else int(dataset.image.shape[1]),
-            "text_dim": int(dataset.text.shape[1]),
-            "classes": dataset.num_classes,
-            **({"database_codes": database} if database != "per-view" else {}),
-        },
-        "tasks": tasks,
-        "timings": {"fit_s": round(t_fit, 3), "encode_s": round(t_encode, 3), "evaluate_s": round(t_eval, 3)},
-        "warnings": method_warnings,
-        "peak_rss_mb": peak_rss_mb(),
-        "device": str(dev),
-        "torch_threads": torch.get_num_threads(),  # CPU results are bitwise reproducible per thread count
-        **({"ranks": ranks} if ranks > 1 else {}),  # data-parallel training under torchrun
-        "versions": environment(),
-        "git_commit": git_commit(),
-        "date": utc_now(),
-    }
+    record = record_head(method, dataset, database)
+    record["config"] = jsonable(user_config)
+    n_threads = threads()
+    record.update(
+        {
+            "tasks": tasks,
+            "timings": {
+                "fit_s": round(t_fit, 3),
+                "encode_s": round(t_encode, 3),
+                "evaluate_s": round(t_eval, 3),
+            },
+            "warnings": method_warnings,
+            "peak_rss_mb": peak_rss_mb(),
+            "device": str(dev),
+            "torch_threads": n_threads["torch"],  # CPU results are bitwise reproducible per thread count
+            "threads": n_threads,
+            **({"ranks": ranks} if ranks > 1 else {}),  # data-parallel training under torchrun
+            "cpu": cpu_model(),
+            "versions": environment(),
+            "git_commit": git_commit(),
+            "date": utc_now(),
+        }
+    )
     if dev.type == "cuda":
+        record["device_name"] = torch.cuda.get_device_name(dev)
         record["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated(dev) / 2**20, 1)
     if return_codes:
         record["_codes"] = {"query": query, "database": db_codes}
     return record
+
+
+def run_and_write(
+    path: str | Path,
+    method_name: str,
+    dataset: CrossModalDataset,
+    bits: int,
+    seed: int = 0,
+    config: dict[str, Any] | None = None,
+    device: str = "auto",
+    database: str = "per-view",
+    return_codes: bool = False,
+    keep_checkpoints: bool = False,
+) -> tuple[dict[str, Any], Path]:
+    """:func:`run_once` with checkpoints beside ``path`` (resumed when present), then the record written
+    atomically to ``path`` and the checkpoints removed (unless ``keep_checkpoints``)."""
+    from cmh.results import write_record
+
+    ckpt = checkpoint_dir_for(path)
+    record = run_once(
+        method_name,
+        dataset,
+        bits,
+        seed,
+        config,
+        device,
+        return_codes=return_codes,
+        database=database,
+        checkpoint_dir=ckpt,
+    )
+    if not is_writer():  # another rank of a data-parallel run: rank 0 writes
+        return record, Path(path)
+    written = write_record(record, path=path)
+    if not keep_checkpoints:
+        remove_checkpoints(ckpt)
+    return record, written

@@ -117,3 +117,25 @@ def test_a_failing_run_does_not_stop_the_sweep(tmp_path: Path, capsys: pytest.Ca
     records, _ = load_records(tmp_path / "res")
     assert sorted(r["bits"] for r in records) == [16, 32]  # the runs after the failure went on
     assert code == 2 and "1 of 3 runs failed" in err
+
+
+def test_an_unbuilt_dataset_is_explained_and_skipped(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A fresh clone has no coco_mini: the sweep names the build step and runs the rest."""
+    grid = write_grid(
+        tmp_path,
+        datasets={
+            "synthetic": {"n": 1200, "n_query": 100, "n_train": 600},
+            "coco_mini": {"data": str(tmp_path / "not-built"), "prepare": "scripts/build_coco_mini.sh"},
+        },
+        runs=[{"methods": ["cvh"], "datasets": ["synthetic", "coco_mini"], "bits": [16], "seeds": [0]}],
+    )
+    assert main(["sweep", str(grid)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert (
+        "coco_mini is not built here, so its 1 runs are skipped: build it with `scripts/build_coco_mini.sh`"
+        in out
+    )
+    assert [r["dataset"]["name"] for r in load_records(tmp_path / "res")[0]] == ["synthetic"]
+    # asked for by name, it must load
+    assert main(["sweep", str(grid), "--datasets", "coco_mini"]) == 2
+    assert "build it first with `scripts/build_coco_mini.sh`" in capsys.readouterr().err

@@ -13,8 +13,18 @@ from cmh.results import load_records
 
 ray = pytest.importorskip("ray", reason="the Ray backend is tested with the cmh[ray] extra (in cmh[test])")
 
-#: settings that legitimately differ between two runs of the same cell
-VOLATILE = {"date", "timings", "peak_rss_mb", "_path", "git_commit", "versions", "torch_threads"}
+#: what legitimately differs between two runs of the same cell (time, machine, thread pools)
+VOLATILE = {
+    "date",
+    "timings",
+    "peak_rss_mb",
+    "_path",
+    "git_commit",
+    "versions",
+    "torch_threads",
+    "threads",
+    "cpu",
+}
 
 
 @pytest.fixture(scope="module")

@@ -381,6 +381,7 @@ def extend_projections(
     rng: np.random.Generator,
     weights: np.ndarray | None = None,
     reason: str = "",
+    fill: str = "random",
 ) -> np.ndarray:
     """The ``(r, bits)`` matrix ``E`` mapping ``r`` informative projections to ``bits`` code projections.
 
@@ -389,6 +390,9 @@ def extend_projections(
     ``diag(weights) · g``, ``g ~ N(0, I_r)`` (sign-random-projection LSH in the learnt common space, see
     the module docstring); a :class:`UninformativeBitsWarning` names ``r``. ``weights`` (r,) scales each
     informative direction (e.g. its correlation); default 1. Both modalities must use the same ``E``.
+    ``fill="none"`` (the option ``extra_bits=none``) leaves the other ``bits − r`` columns zero: those bits
+    are ``sign(0) = +1`` for every item, so the ranking is that of the ``r`` informative bits alone, as in
+    implementations that stop at the informative directions; the warning says so.
     """
     if n_informative < 1:
         raise CMHError(
@@ -399,6 +403,17 @@ def extend_projections(
     if r >= bits:
         return np.eye(r, bits)
     extra = bits - r
+    if fill == "none":
+        warnings.warn(
+            f"{method}: only {r} of the {bits} bits are informative{(' (' + reason + ')') if reason else ''}; "
+            f"extra_bits=none: the other {extra} bits are constant (+1) and do not change the ranking "
+            "(extra_bits=random fills them with random hyperplanes in the learnt subspace)",
+            UninformativeBitsWarning,
+            stacklevel=3,
+        )
+        return np.hstack([np.eye(r), np.zeros((r, extra))])
+    if fill != "random":
+        raise CMHError(f"{method}: unknown extra_bits={fill!r}; use random or none")
     warnings.warn(
         f"{method}: only {r} of the {bits} bits are informative{(' (' + reason + ')') if reason else ''}; "
         f"the other {extra} bits are random hyperplanes in the learnt {r}-d common subspace "

@@ -36,7 +36,7 @@ T→I ≈ 0.28-0.30 (those papers used the uncentred public code).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -88,9 +88,13 @@ class CVH(LinearHashCodes, HashMethod):
     @dataclasses.dataclass(frozen=True)
     class Config:
         """``reg``: ridge added to each covariance, relative to its mean variance (the paper leaves the
-        regulariser to the implementation; 1e-4 only stabilises rank-deficient covariances)."""
+        regulariser to the implementation; 1e-4 only stabilises rank-deficient covariances).
+        ``extra_bits``: bits beyond the informative directions are random hyperplanes in the learnt subspace
+        (``random``, cmh's default) or constant (``none``: the ranking of the informative bits alone); see
+        :func:`cmh.baselines._common.extend_projections`."""
 
         reg: float = 1e-4
+        extra_bits: Literal["random", "none"] = "random"
 
     def fit(self, train: Any) -> CVH:
         """Learn the two views' projections from the paired ``train`` rows (labels are ignored)."""
@@ -101,7 +105,9 @@ class CVH(LinearHashCodes, HashMethod):
         k = min(self.bits, x.shape[1], y.shape[1])
         wx, wy, rho, mx, my, r = cca(x, y, float(self.cfg.reg), k=k, method=self.name)
         dims = f"min(d_img, d_txt) = {min(x.shape[1], y.shape[1])}, correlated directions = {r}"
-        e = extend_projections(self.name, self.bits, r, self.rng(), weights=rho[:r], reason=dims)
+        e = extend_projections(
+            self.name, self.bits, r, self.rng(), weights=rho[:r], reason=dims, fill=self.cfg.extra_bits
+        )
         self.n_informative = min(r, self.bits)
         self.rho_ = rho[: self.n_informative]
         self.w_image, self.w_text = wx[:, :r] @ e, wy[:, :r] @ e

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import scipy.linalg
@@ -166,9 +166,13 @@ class _SCM(LinearHashCodes, HashMethod):
     @dataclasses.dataclass(frozen=True)
     class Config:
         """``reg``: ridge added to ``XᵀX`` and ``YᵀY``, relative to the mean variance (the paper uses a small
-        regulariser only for invertibility)."""
+        regulariser only for invertibility).
+        ``extra_bits``: bits beyond the informative directions are random hyperplanes in the learnt subspace
+        (``random``, cmh's default) or constant (``none``: the ranking of the informative bits alone); see
+        :func:`cmh.baselines._common.extend_projections`."""
 
         reg: float = 1e-4
+        extra_bits: Literal["random", "none"] = "random"
 
     def _prepare(self, train: Any) -> tuple[Centred, Centred, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         self.check_train(train)
@@ -195,7 +199,13 @@ class SCMOrth(_SCM):
         r = count_informative(sigma)
         reason = f"rank of XᵀS̃Y ≤ min(d_img, d_txt, classes) = {min(*m.shape, labels.shape[1])}; found {r}"
         e = extend_projections(
-            self.name, self.bits, r, self.rng(), weights=sigma[:r] / sigma[0], reason=reason
+            self.name,
+            self.bits,
+            r,
+            self.rng(),
+            weights=sigma[:r] / sigma[0],
+            reason=reason,
+            fill=self.cfg.extra_bits,
         )
         self.n_informative = min(r, self.bits)
         self.w_image = unwhiten(rx, u[:, :r]) @ e
@@ -237,6 +247,7 @@ class SCMSeq(_SCM):
                 self.rng(),
                 weights=np.asarray(sig) / sig[0],
                 reason="the residual semantics stopped correlating the two views",
+                fill=self.cfg.extra_bits,
             )
             w_x, w_y = w_x @ e, w_y @ e
         self.w_image, self.w_text = w_x, w_y

@@ -1,8 +1,12 @@
 """``cmh run METHOD``: train, encode, evaluate both tasks and write one result record per (bits, seed).
 
+A record's file name carries its identity (settings and dataset version, :mod:`cmh.identity`): a record that
+exists for exactly this run is shown instead of training again; any other settings train and get their own
+record. Deep methods checkpoint every epoch beside the record folder and resume after a kill by default.
+
 Under ``torchrun --nproc-per-node N -m cmh run ...`` the ranks join one process group
 (:func:`cmh.methods._dist.init_from_env`), deep methods train data-parallel, every rank evaluates, and
-rank 0 alone prints and writes the records (docs/scale.md).
+rank 0 alone prints and writes records, codes and checkpoints (docs/scale.md).
 """
 
 from __future__ import annotations
@@ -16,11 +20,21 @@ from rich.console import Console
 from rich.table import Table
 
 from cmh.cli.common import add_dataset_arguments, add_device_argument, int_list, load_dataset_from_args
-from cmh.results import DATABASE_CODES, load_record, record_path, write_record
+from cmh.results import DATABASE_CODES, load_record
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="train a method, evaluate I→T and T→I, write result records")
+    p = sub.add_parser(
+        "run",
+        help="train a method, evaluate I→T and T→I, write result records",
+        description="Train a method, evaluate I→T and T→I, and write one result record per (bits, seed). "
+        "A record's file name carries its settings and dataset version, so a run with other options or another "
+        "split gets its own record; a record that exists for exactly this run is shown instead of training "
+        "again (--overwrite trains again). Deep methods write a checkpoint after every epoch to "
+        "<out>/<dataset>/<method>/<bits>/.checkpoints/ and the same command after a kill resumes from the last "
+        "epoch and writes the identical record; checkpoints are removed once the record is written "
+        "(--keep-checkpoints keeps them, --no-resume starts from scratch).",
+    )
     p.add_argument("method", help="method name (see `cmh list methods`)")
     add_dataset_arguments(p)
     p.add_argument("--bits", type=int_list, default=[32], help="code lengths, e.g. 16,32,64 (default 32)")
@@ -42,6 +56,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(unified, the CMFH/SePH papers' protocol; methods with encode_pair)",
     )
     p.add_argument("--no-save", action="store_true", help="print the metrics but write no record")
+    p.add_argument(
+        "--keep-checkpoints",
+        action="store_true",
+        help="keep the per-epoch checkpoints of deep methods after the record is written",
+    )
+    p.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="deep methods: ignore (and delete) checkpoints of an interrupted run and train from scratch",
+    )
     p.add_argument(
         "--save-codes", action="store_true", help="also write the codes beside each record (.codes.npz)"
     )
@@ -71,9 +95,17 @@ def run_command(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, console: Console) -> int:
     from cmh.base import check_bits
+    from cmh.identity import resolve_record_path
     from cmh.methods._dist import is_writer, rank0_value, world
     from cmh.registry import create_method
-    from cmh.runner import check_database_codes, run_once
+    from cmh.runner import (
+        check_database_codes,
+        checkpoint_dir_for,
+        plan_record,
+        remove_checkpoints,
+        run_and_write,
+        run_once,
+    )
 
     overrides = method_overrides(args)
     for bits in args.bits:
@@ -93,28 +125,39 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     rows = []
     for bits in args.bits:
         for seed in args.seeds:
-            path = record_path(args.out, dataset.name, probe.name, bits, seed, args.database)
+            head = plan_record(args.method, dataset, bits, seed, overrides, args.database)
+            path = rank0_value(resolve_record_path(args.out, head))  # rank 0's files decide
             if rank0_value(path.exists()) and not args.overwrite and not args.no_save:
                 console.print(f"[yellow]{path} exists; showing it (use --overwrite to run again)[/]")
                 if is_writer():
                     rows.append((load_record(path), path, True))
                 continue
-            console.print(f"[dim]{probe.name} {bits} bits, seed {seed}: training ...[/]")
-            record = run_once(
-                args.method,
-                dataset,
-                bits,
-                seed,
-                overrides,
-                args.device,
-                return_codes=args.save_codes,
-                database=args.database,
+            ckpt = checkpoint_dir_for(path)
+            if args.no_resume and is_writer():
+                remove_checkpoints(ckpt)
+            resuming = rank0_value(not args.no_save and any(ckpt.glob("*.pt")))  # also: ranks wait for rank 0
+            console.print(
+                f"[dim]{probe.name} {bits} bits, seed {seed}: "
+                + ("resuming from its last checkpoint ...[/]" if resuming else "training ...[/]")
             )
+            common = dict(return_codes=args.save_codes, database=args.database)
+            if args.no_save:
+                record = run_once(args.method, dataset, bits, seed, overrides, args.device, **common)
+            else:
+                record, path = run_and_write(
+                    path,
+                    args.method,
+                    dataset,
+                    bits,
+                    seed,
+                    overrides,
+                    args.device,
+                    keep_checkpoints=args.keep_checkpoints,
+                    **common,
+                )
             codes = record.pop("_codes", None)
-            if not args.no_save and is_writer():
-                path = write_record(record, args.out)
-                if codes is not None:
-                    _save_codes(path.with_suffix(".codes.npz"), codes, dataset)
+            if codes is not None and not args.no_save and is_writer():
+                _save_codes(path.with_suffix(".codes.npz"), codes, dataset)
             rows.append((record, path, False))
             console.print(
                 f"{bits} bits, seed {seed}: I→T mAP {record['tasks']['i2t']['map']:.4f}, "

@@ -132,24 +132,36 @@ def _run_label(i: int, n: int, run: Any) -> str:
     return f"[{i}/{n}] {run.method} {run.dataset} {run.bits} bits seed {run.seed}{codes}"
 
 
-def _record_of(run: Any, dataset: Any, device: str) -> dict[str, Any]:
-    """Train and evaluate one planned run; its result record."""
-    from cmh.runner import run_once
-
-    return run_once(run.method, dataset, run.bits, run.seed, run.overrides, device, database=run.database)
-
-
 def _summary(record: dict[str, Any], path: Path, seconds: float) -> tuple[Path, float, float, float]:
     return path, record["tasks"]["i2t"]["map"], record["tasks"]["t2i"]["map"], seconds
 
 
 def _execute(run: Any, dataset: Any, device: str, out: str) -> tuple[Path, float, float, float]:
     """Train, evaluate and record one planned run; returns (record path, I→T mAP, T→I mAP, seconds)."""
-    from cmh.results import write_record
+    from cmh.runner import run_and_write
 
     t0 = time.perf_counter()
-    record = _record_of(run, dataset, device)
-    return _summary(record, write_record(record, out), time.perf_counter() - t0)
+    record, path = run_and_write(
+        _record_path(out, run, dataset),
+        run.method,
+        dataset,
+        run.bits,
+        run.seed,
+        run.overrides,
+        device,
+        database=run.database,
+    )
+    return _summary(record, path, time.perf_counter() - t0)
+
+
+def _record_path(out: str, run: Any, dataset: Any) -> Path:
+    """Where ``run``'s record lives: its identity (settings, dataset version) decides the file name."""
+    from cmh.identity import resolve_record_path
+    from cmh.runner import plan_record
+
+    return resolve_record_path(
+        out, plan_record(run.method, dataset, run.bits, run.seed, run.overrides, run.database)
+    )
 
 
 #: per worker process: datasets loaded so far (name -> dataset)
@@ -187,7 +199,6 @@ def run_grid(
     workers, atomically, as each run ends. With ``args.backend == "ray"`` each run is a Ray task
     (:func:`_run_ray`); its record comes back to this process, which writes it as the task ends.
     """
-    from cmh.results import record_path
     from cmh.sweep import load_grid_dataset, plan
 
     backend = getattr(args, "backend", "local")
@@ -198,13 +209,29 @@ def run_grid(
     out = args.out or grid.get("out", "results")
     runs = list(plan(grid, _names(args.methods), datasets or _names(args.datasets)))
     loaded: dict[str, Any] = {}
+    unprepared: dict[str, str] = {}
     todo = []
     for run in runs:
+        if run.dataset in unprepared:
+            continue
         if run.dataset not in loaded:
-            loaded[run.dataset] = load_grid_dataset(grid, run.dataset)
-        path = record_path(out, loaded[run.dataset].name, run.method, run.bits, run.seed, run.database)
-        if args.overwrite or not path.exists():
+            try:
+                loaded[run.dataset] = load_grid_dataset(grid, run.dataset)
+            except CMHError:
+                prepare = ((grid.get("datasets") or {}).get(run.dataset) or {}).get("prepare")
+                if not prepare or _names(args.datasets):
+                    raise  # a dataset the user asked for by name must load
+                unprepared[run.dataset] = prepare
+                continue
+        if args.overwrite or not _record_path(out, run, loaded[run.dataset]).exists():
             todo.append(run)
+    for name, prepare in unprepared.items():
+        n = sum(r.dataset == name for r in runs)
+        console.print(
+            f"[yellow]{name} is not built here, so its {n} runs are skipped: build it with `{prepare}` and run "
+            "this sweep again (or leave it out with --datasets)[/]"
+        )
+    runs = [r for r in runs if r.dataset not in unprepared]
     jobs = max(1, args.jobs)
     console.print(
         f"{len(runs)} runs in the grid, {len(todo)} to do, {len(runs) - len(todo)} recorded already"
@@ -228,7 +255,8 @@ def run_grid(
         for label in labels:
             console.print(label)
     elif ray is not None:
-        _run_ray(ray, grid, todo, labels, args.device, out, args.address, report, console)
+        paths = [_record_path(out, run, loaded[run.dataset]) for run in todo]
+        _run_ray(ray, grid, todo, labels, paths, args.device, args.address, report, console)
     elif jobs == 1 or len(todo) < 2:
         for label, run in zip(labels, todo, strict=True):
             try:
@@ -312,14 +340,34 @@ def _task_device(device: str, run: Any) -> str:
     return "cpu" if device == "auto" else device
 
 
-def _ray_cell(grid: dict[str, Any], run: Any, device: str) -> tuple[dict[str, Any] | None, str | None, float]:
-    """One Ray task: ``(record, None, seconds)``, or ``(None, one-line error, seconds)`` for bad input."""
+def _ray_cell(
+    grid: dict[str, Any], run: Any, device: str, path: str
+) -> tuple[dict[str, Any] | None, str | None, float]:
+    """One Ray task: ``(record, None, seconds)``, or ``(None, one-line error, seconds)`` for bad input.
+
+    Deep methods checkpoint beside the record's ``path`` (as the local backend does; on a file system the
+    nodes share, a task Ray retries elsewhere resumes there); the checkpoints go when the run ends.
+    """
+    from cmh.runner import checkpoint_dir_for, remove_checkpoints, run_once
+
     t0 = time.perf_counter()
     _worker_init(max(1, int(run.cpus)))
+    ckpt = checkpoint_dir_for(path)
     try:
-        record = _record_of(run, _worker_dataset(grid, run.dataset), device)
+        dataset = _worker_dataset(grid, run.dataset)
+        record = run_once(
+            run.method,
+            dataset,
+            run.bits,
+            run.seed,
+            run.overrides,
+            device,
+            database=run.database,
+            checkpoint_dir=ckpt,
+        )
     except CMHError as exc:
         return None, str(exc), time.perf_counter() - t0
+    remove_checkpoints(ckpt)
     return record, None, time.perf_counter() - t0
 
 
@@ -328,13 +376,14 @@ def _run_ray(
     grid: dict[str, Any],
     todo: list[Any],
     labels: list[str],
+    paths: list[Path],
     device: str,
-    out: str,
     address: str | None,
     report: Any,
     console: Console,
 ) -> None:
-    """Submit ``todo`` as Ray tasks (the runs' CPUs/GPUs); write each record and ``report`` as each ends.
+    """Submit ``todo`` as Ray tasks (the runs' CPUs/GPUs); write each record at its ``paths`` entry and
+    ``report`` as each task ends.
 
     Joins the cluster at ``address`` (or ``$RAY_ADDRESS``, or starts a local Ray) unless this process is
     connected to Ray already. A task that Ray loses (a worker or node died after Ray's retries) is
@@ -366,14 +415,14 @@ def _run_ray(
         grid_ref = ray.put(_driver_paths(grid))
         pending = {
             cell.options(num_cpus=run.cpus, num_gpus=run.gpus).remote(
-                grid_ref, run, _task_device(device, run)
-            ): label
-            for run, label in zip(todo, labels, strict=True)
+                grid_ref, run, _task_device(device, run), str(path)
+            ): (label, path)
+            for run, label, path in zip(todo, labels, paths, strict=True)
         }
         try:
             while pending:
                 (ref,), _ = ray.wait(list(pending), num_returns=1)
-                label = pending.pop(ref)
+                label, path = pending.pop(ref)
                 try:
                     record, error, seconds = ray.get(ref)
                 except ray.exceptions.RayError as exc:
@@ -382,7 +431,7 @@ def _run_ray(
                 if error is not None:
                     report(label, CMHError(error))
                 else:
-                    report(label, _summary(record, write_record(record, out), seconds))
+                    report(label, _summary(record, write_record(record, path=path), seconds))
         except BaseException:
             for ref in pending:
                 ray.cancel(ref)

@@ -1,4 +1,4 @@
-"""Loaders for the benchmark file layouts and cmh's native ``.npz`` (DESIGN §2).
+"""Loaders for the benchmark file layouts and cmh's native ``.npz`` (docs/data.md).
 
 Every loader returns a validated :class:`~cmh.data.dataset.CrossModalDataset` and reports problems as one-line
 :class:`~cmh.errors.DataError` messages that name the file, what was found and what was expected.

@@ -1,4 +1,4 @@
-"""Split protocols with seeds (DESIGN §2).
+"""Split protocols with seeds (docs/data.md).
 
 - :func:`random_split` — MIRFLICKR-25K / NUS-WIDE / MS-COCO as in DCMH and SSAH (Table 1 of the SSAH
   paper): ``n_query`` rows sampled at random form the query set, the database is all the rest, and

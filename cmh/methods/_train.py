@@ -433,6 +433,11 @@ class DeepHashMethod(HashMethod):
             self.buffers = {k: v.to(dev) for k, v in tr["buffers"].items()}
             gen.set_state(tr["rng"]["generator"])
             torch.set_rng_state(tr["rng"]["torch"])
+            if int(tr["epoch"]) > self.total_epochs:
+                raise CMHError(
+                    f"{self.name}: checkpoint {path} holds {int(tr['epoch'])} trained epochs, more than "
+                    f"epochs={self.total_epochs}; set epochs >= {int(tr['epoch'])} or delete the checkpoint"
+                )
             self.history = list(tr["history"])
             self.epochs_done = int(tr["epoch"])
             best = dict(tr["best"])

@@ -1,4 +1,4 @@
-"""Retrieval metrics for ±1 hash codes (DESIGN §3): :func:`evaluate` and :class:`RetrievalEvaluator`."""
+"""Retrieval metrics for ±1 hash codes (docs/metrics.md): :func:`evaluate` and :class:`RetrievalEvaluator`."""
 
 from cmh.metrics import retrieval
 from cmh.metrics.retrieval import *  # noqa: F403 - the public names, listed once in retrieval.__all__

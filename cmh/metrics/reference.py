@@ -1,7 +1,7 @@
 """REFERENCE ONLY: the plain per-query NumPy loop that :func:`cmh.metrics.evaluate` is tested and benchmarked
 against. Slow by design (one query at a time, float distances, stable merge sort); do not use it for results.
 
-Same protocol as DESIGN §3: ascending Hamming distance, ties by ascending database index.
+Same protocol as docs/metrics.md: ascending Hamming distance, ties by ascending database index.
 """
 
 from __future__ import annotations

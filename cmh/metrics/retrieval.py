@@ -1,4 +1,4 @@
-"""Batched retrieval metrics for ±1 hash codes (DESIGN §3, the project's single evaluation protocol).
+"""Batched retrieval metrics for ±1 hash codes (docs/metrics.md, the project's single evaluation protocol).
 
 Ranking: ascending Hamming distance ``d = (K - q·b) / 2``, ties broken by ascending database index (stable).
 Relevance: query and item share at least one label; graded relevance (NDCG) = number of shared labels.
@@ -418,7 +418,7 @@ def evaluate(
     return_per_query: bool = False,
     _force_torch: bool = False,
 ) -> dict[str, Any]:
-    """Evaluate Hamming ranking of ±1 codes (DESIGN §3); returns JSON-serialisable floats/lists.
+    """Evaluate Hamming ranking of ±1 codes (docs/metrics.md); returns JSON-serialisable floats/lists.
 
     query_codes (nq, K), db_codes (ndb, K): ±1 codes (int8/float/any numeric; numpy or torch).
     query_labels (nq, c), db_labels (ndb, c): 0/1 multi-hot labels.
