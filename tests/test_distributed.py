@@ -19,6 +19,7 @@ import torch
 
 from cmh.errors import CMHError
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # one-process runs: 1 thread, as each rank
 SEED, BITS, EPOCHS = 3, 16, 2
 #: batch 63 on 250 training pairs: slices of 32 and 31 rows, and a last batch of 61
 OPTIONS = {"epochs": EPOCHS, "batch_size": 63, "verbose": False}
@@ -127,7 +128,6 @@ def test_two_gloo_ranks_train_like_one_process(tmp_path: Path) -> None:
     two, codes = _spawn(tmp_path, "match")
     assert codes == [0, 0]
     assert "ranks disagree about the training data" in two.pop("mismatch")
-    torch.set_num_threads(1)
     for name in METHODS:
         _assert_same_training(two[name], _train(name))
 
@@ -144,7 +144,6 @@ def test_a_dead_rank_stops_the_others_and_the_relaunch_resumes(tmp_path: Path) -
     assert len(saved) == 1 and torch.load(saved[0], weights_only=False)["train"]["epoch"] == 1
     resumed, codes = _spawn(tmp_path, "resume", **ckpt)
     assert codes == [0, 0]
-    torch.set_num_threads(1)
     _assert_same_training(resumed["dcmh"], _train("dcmh"))
 
 
@@ -189,7 +188,6 @@ def test_torchrun_cmh_run_writes_one_record_like_one_process(tmp_path: Path) -> 
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("training ...") == 1  # rank 1 prints nothing
-    torch.set_num_threads(1)
     assert main([*args, "--out", str(tmp_path / "one")]) == 0
     (two,), (one,) = (list((tmp_path / d).rglob("*.json")) for d in ("two", "one"))
     two, one = json.loads(two.read_text()), json.loads(one.read_text())
