@@ -29,6 +29,7 @@ from cmh.base import HashMethod, check_bits, has_unified_codes, resolve_device
 from cmh.data import CrossModalDataset
 from cmh.errors import CMHError
 from cmh.identity import jsonable
+from cmh.methods._dist import is_writer, world
 from cmh.registry import create_method
 from cmh.results import DATABASE_CODES, SCHEMA, cpu_model, environment, git_commit, threads, utc_now
 
@@ -191,7 +192,8 @@ def run_once(
     config = dict(config or {})
     user_config = create_method(method_name, bits=bits, seed=seed, device="cpu", **config).config_dict()
     if checkpoint_dir is not None and supports_checkpoints(method_name) and not config.get("checkpoint_dir"):
-        clean_stale_tmp(checkpoint_dir)
+        if is_writer():  # rank 0 of a data-parallel run owns the checkpoint files
+            clean_stale_tmp(checkpoint_dir)
         config.update(checkpoint_dir=str(checkpoint_dir), resume=True)
     method = create_method(method_name, bits=bits, seed=seed, device=str(dev), **config)
     check_database_codes(method, database)
@@ -225,6 +227,7 @@ def run_once(
         "t2i": evaluate(query["text"], db_codes["image"], qlab, dblab, **opts),
     }
     t_eval = time.perf_counter() - t0
+    ranks = world()[1]
 
     record = record_head(method, dataset, database)
     record["config"] = jsonable(user_config)
@@ -242,6 +245,7 @@ def run_once(
             "device": str(dev),
             "torch_threads": n_threads["torch"],  # CPU results are bitwise reproducible per thread count
             "threads": n_threads,
+            **({"ranks": ranks} if ranks > 1 else {}),  # data-parallel training under torchrun
             "cpu": cpu_model(),
             "versions": environment(),
             "git_commit": git_commit(),
@@ -284,6 +288,8 @@ def run_and_write(
         database=database,
         checkpoint_dir=ckpt,
     )
+    if not is_writer():  # another rank of a data-parallel run: rank 0 writes
+        return record, Path(path)
     written = write_record(record, path=path)
     if not keep_checkpoints:
         remove_checkpoints(ckpt)

@@ -13,9 +13,13 @@ A grid file::
         seeds: [0, 1, 2]
         set: {}                       # optional method overrides for this block
         database: per-view            # optional: unified = database codes from both views (encode_pair)
+        resources: {cpus: 4, gpus: 1} # optional, per run of this block (overrides the grid's)
+    resources: {cpus: 1, gpus: 0}     # optional: what one run takes (default 1 CPU, no GPU)
 
 ``cmh sweep GRID`` runs every (dataset, method, bits, seed) whose record is missing. ``$CMH_DATA``
-defaults to ``../shared/data`` beside the repository when unset.
+defaults to ``../shared/data`` beside the repository when unset. ``resources`` are what the Ray backend
+(``--backend ray``) reserves per run on the cluster (fractional GPUs share a GPU); the run uses that many
+CPU threads and, with ``gpus > 0``, trains on the GPU Ray assigns.
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ class PlannedRun:
     seed: int
     overrides: dict[str, Any] = field(default_factory=dict)
     database: str = "per-view"
+    cpus: float = 1.0
+    gpus: float = 0.0
 
 
 def default_data_root() -> str:
@@ -100,6 +106,23 @@ def load_grid_dataset(grid: dict[str, Any], name: str) -> Any:
         raise
 
 
+def run_resources(grid: dict[str, Any], block: dict[str, Any]) -> tuple[float, float]:
+    """``(cpus, gpus)`` one run of ``block`` takes: the block's ``resources``, else the grid's, else (1, 0)."""
+    spec = {**(grid.get("resources") or {}), **(block.get("resources") or {})}
+    unknown = sorted(set(spec) - {"cpus", "gpus"})
+    if unknown:
+        raise CMHError(
+            f"grid resources: unknown key '{unknown[0]}'; use cpus and gpus (e.g. {{cpus: 2, gpus: 1}})"
+        )
+    try:
+        cpus, gpus = float(spec.get("cpus", 1)), float(spec.get("gpus", 0))
+    except (TypeError, ValueError):
+        raise CMHError(f"grid resources {spec} must be numbers, e.g. {{cpus: 2, gpus: 0.5}}") from None
+    if not (cpus > 0 and gpus >= 0):
+        raise CMHError(f"grid resources {spec}: cpus must be > 0 and gpus >= 0")
+    return cpus, gpus
+
+
 def plan(
     grid: dict[str, Any], methods: list[str] | None = None, datasets: list[str] | None = None
 ) -> Iterator[PlannedRun]:
@@ -109,6 +132,7 @@ def plan(
     from cmh.results import DATABASE_CODES
 
     for block in grid["runs"]:
+        cpus, gpus = run_resources(grid, block)
         database = str(block.get("database", "per-view"))
         if database not in DATABASE_CODES:
             raise CMHError(
@@ -121,5 +145,5 @@ def plan(
             if (methods and m not in methods) or (datasets and ds not in datasets):
                 continue
             yield PlannedRun(
-                ds, m, check_bits(bits), check_seed(seed), dict(block.get("set") or {}), database
+                ds, m, check_bits(bits), check_seed(seed), dict(block.get("set") or {}), database, cpus, gpus
             )

@@ -3,6 +3,10 @@
 A record's file name carries its identity (settings and dataset version, :mod:`cmh.identity`): a record that
 exists for exactly this run is shown instead of training again; any other settings train and get their own
 record. Deep methods checkpoint every epoch beside the record folder and resume after a kill by default.
+
+Under ``torchrun --nproc-per-node N -m cmh run ...`` the ranks join one process group
+(:func:`cmh.methods._dist.init_from_env`), deep methods train data-parallel, every rank evaluates, and
+rank 0 alone prints and writes records, codes and checkpoints (docs/scale.md).
 """
 
 from __future__ import annotations
@@ -87,8 +91,19 @@ def method_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    from cmh.methods import _dist
+
+    args.device = _dist.init_from_env(args.device)  # torchrun: join the ranks (no-op in one process)
+    try:
+        return _run(args, Console(quiet=not _dist.is_writer()))
+    finally:
+        _dist.close()
+
+
+def _run(args: argparse.Namespace, console: Console) -> int:
     from cmh.base import check_bits
     from cmh.identity import resolve_record_path
+    from cmh.methods._dist import is_writer, rank0_value, world
     from cmh.registry import create_method
     from cmh.runner import (
         check_database_codes,
@@ -99,7 +114,6 @@ def run_command(args: argparse.Namespace) -> int:
         run_once,
     )
 
-    console = Console()
     overrides = method_overrides(args)
     for bits in args.bits:
         check_bits(bits)
@@ -108,6 +122,10 @@ def run_command(args: argparse.Namespace) -> int:
     check_database_codes(probe, args.database)
     if not args.no_save:
         check_writable_dir(args.out, "--out")
+    if probe.kind != "deep" and world()[1] > 1:
+        console.print(
+            f"[yellow]{probe.name} is not a deep method: every rank trains it whole (no speed-up)[/]"
+        )
     dataset = load_dataset_from_args(args)
     console.print(
         f"[bold]{probe.name}[/] on [bold]{dataset.name}[/] ({dataset.split.protocol} split: "
@@ -117,15 +135,16 @@ def run_command(args: argparse.Namespace) -> int:
     for bits in args.bits:
         for seed in args.seeds:
             head = plan_record(args.method, dataset, bits, seed, overrides, args.database)
-            path = resolve_record_path(args.out, head)
-            if path.exists() and not args.overwrite and not args.no_save:
+            path = rank0_value(resolve_record_path(args.out, head))  # rank 0's files decide
+            if rank0_value(path.exists()) and not args.overwrite and not args.no_save:
                 console.print(f"[yellow]{path} exists; showing it (use --overwrite to run again)[/]")
-                rows.append((load_record(path), path, True))
+                if is_writer():
+                    rows.append((load_record(path), path, True))
                 continue
             ckpt = checkpoint_dir_for(path)
-            if args.no_resume:
+            if args.no_resume and is_writer():
                 remove_checkpoints(ckpt)
-            resuming = not args.no_save and any(ckpt.glob("*.pt"))
+            resuming = rank0_value(not args.no_save and any(ckpt.glob("*.pt")))  # also: ranks wait for rank 0
             console.print(
                 f"[dim]{probe.name} {bits} bits, seed {seed}: "
                 + ("resuming from its last checkpoint ...[/]" if resuming else "training ...[/]")
@@ -146,7 +165,7 @@ def run_command(args: argparse.Namespace) -> int:
                     **common,
                 )
             codes = record.pop("_codes", None)
-            if codes is not None and not args.no_save:
+            if codes is not None and not args.no_save and is_writer():
                 _save_codes(path.with_suffix(".codes.npz"), codes, dataset)
             rows.append((record, path, False))
             console.print(

@@ -3,6 +3,11 @@
 ``reproduce`` is ``sweep`` for a paper's recipe (e.g. ``ssah-cvpr18``): it runs only the datasets the
 user supplies files for (``--data mirflickr25k=DIR --image-features mirflickr25k=FILE``) and then prints
 cmh's numbers beside the paper's reported ones.
+
+Backends: ``--jobs N`` (local, default 1) runs N runs at a time in worker processes on this machine;
+``--backend ray [--address ADDR]`` submits every missing run as a Ray task with the CPUs/GPUs the grid's
+``resources`` give it (docs/scale.md). Both write each record as its run ends, report a failed run and go
+on, and skip runs whose record exists, so re-running the command resumes a sweep.
 """
 
 from __future__ import annotations
@@ -58,6 +63,26 @@ def _add_grid_arguments(p: argparse.ArgumentParser) -> None:
         default=1,
         help="runs at a time in separate processes, each with cpu_count/jobs torch threads (default 1)",
     )
+    p.add_argument(
+        "--backend",
+        choices=("local", "ray"),
+        default="local",
+        help="local: this machine (--jobs); ray: one Ray task per run on a Ray cluster (pip install 'cmh[ray]')",
+    )
+    p.add_argument(
+        "--cpus-per-run",
+        type=float,
+        help="Ray backend: CPUs each run reserves (overrides the grid's resources)",
+    )
+    p.add_argument(
+        "--gpus-per-run",
+        type=float,
+        help="Ray backend: GPUs each run reserves, e.g. 1 or 0.5 (overrides the grid's resources)",
+    )
+    p.add_argument(
+        "--address",
+        help="Ray cluster to join (e.g. ray://head:10001 or auto; default: $RAY_ADDRESS or a local one)",
+    )
     add_device_argument(p)
 
 
@@ -92,6 +117,12 @@ def _apply_overrides(grid: dict[str, Any], args: argparse.Namespace) -> dict[str
         if args.seeds:
             block["seeds"] = args.seeds
         block["set"] = {**(block.get("set") or {}), **extra}
+        for key, value in (
+            ("cpus", getattr(args, "cpus_per_run", None)),
+            ("gpus", getattr(args, "gpus_per_run", None)),
+        ):
+            if value is not None:
+                block["resources"] = {**(block.get("resources") or {}), key: value}
         runs.append(block)
     return {**grid, "datasets": datasets, "runs": runs}
 
@@ -99,6 +130,10 @@ def _apply_overrides(grid: dict[str, Any], args: argparse.Namespace) -> dict[str
 def _run_label(i: int, n: int, run: Any) -> str:
     codes = "" if run.database == "per-view" else f" ({run.database} database codes)"
     return f"[{i}/{n}] {run.method} {run.dataset} {run.bits} bits seed {run.seed}{codes}"
+
+
+def _summary(record: dict[str, Any], path: Path, seconds: float) -> tuple[Path, float, float, float]:
+    return path, record["tasks"]["i2t"]["map"], record["tasks"]["t2i"]["map"], seconds
 
 
 def _execute(run: Any, dataset: Any, device: str, out: str) -> tuple[Path, float, float, float]:
@@ -116,7 +151,7 @@ def _execute(run: Any, dataset: Any, device: str, out: str) -> tuple[Path, float
         device,
         database=run.database,
     )
-    return path, record["tasks"]["i2t"]["map"], record["tasks"]["t2i"]["map"], time.perf_counter() - t0
+    return _summary(record, path, time.perf_counter() - t0)
 
 
 def _record_path(out: str, run: Any, dataset: Any) -> Path:
@@ -133,6 +168,14 @@ def _record_path(out: str, run: Any, dataset: Any) -> Path:
 _WORKER_DATA: dict[str, Any] = {}
 
 
+def _worker_dataset(grid: dict[str, Any], name: str) -> Any:
+    from cmh.sweep import load_grid_dataset
+
+    if name not in _WORKER_DATA:
+        _WORKER_DATA[name] = load_grid_dataset(grid, name)
+    return _WORKER_DATA[name]
+
+
 def _worker_init(threads: int) -> None:
     """Give each worker its share of the CPU: torch and the BLAS/OpenMP pools NumPy and SciPy use."""
     import torch
@@ -143,11 +186,7 @@ def _worker_init(threads: int) -> None:
 
 
 def _worker_run(grid: dict[str, Any], run: Any, device: str, out: str) -> tuple[Path, float, float, float]:
-    from cmh.sweep import load_grid_dataset
-
-    if run.dataset not in _WORKER_DATA:
-        _WORKER_DATA[run.dataset] = load_grid_dataset(grid, run.dataset)
-    return _execute(run, _WORKER_DATA[run.dataset], device, out)
+    return _execute(run, _worker_dataset(grid, run.dataset), device, out)
 
 
 def run_grid(
@@ -157,10 +196,16 @@ def run_grid(
 
     With ``args.jobs > 1`` the runs go to that many worker processes (spawned, each with
     ``cpu_count // jobs`` torch threads and its own copy of the datasets); records are written by the
-    workers, atomically, as each run ends.
+    workers, atomically, as each run ends. With ``args.backend == "ray"`` each run is a Ray task
+    (:func:`_run_ray`); its record comes back to this process, which writes it as the task ends.
     """
     from cmh.sweep import load_grid_dataset, plan
 
+    backend = getattr(args, "backend", "local")
+    if backend != "ray" and getattr(args, "address", None):
+        raise CMHError("--address is the Ray cluster of --backend ray; add --backend ray or drop --address")
+    if backend == "ray" and args.jobs != 1:
+        raise CMHError("--jobs is for the local backend; with --backend ray the grid's resources decide")
     out = args.out or grid.get("out", "results")
     if not args.dry_run:
         check_writable_dir(out, "--out")
@@ -198,6 +243,7 @@ def run_grid(
         f"{len(runs)} runs in the grid, {len(todo)} to do, {len(runs) - len(todo)} recorded already"
         + (f"; {min(jobs, len(todo))} at a time" if jobs > 1 and todo and not args.dry_run else "")
     )
+    ray = _import_ray() if backend == "ray" and todo and not args.dry_run else None
     written: list[Path] = []
     failed: list[str] = []
 
@@ -214,6 +260,9 @@ def run_grid(
     if args.dry_run:
         for label in labels:
             console.print(label)
+    elif ray is not None:
+        paths = [_record_path(out, run, loaded[run.dataset]) for run in todo]
+        _run_ray(ray, grid, todo, labels, paths, args.device, args.address, report, console)
     elif jobs == 1 or len(todo) < 2:
         for label, run in zip(labels, todo, strict=True):
             try:
@@ -263,6 +312,145 @@ def _run_parallel(
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown()
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise CMHError(
+            "--backend ray needs Ray: pip install 'cmh[ray]' (or pip install 'ray>=2.9')"
+        ) from None
+    return ray
+
+
+def _driver_paths(grid: dict[str, Any]) -> dict[str, Any]:
+    """The grid with ``$CMH_DATA`` in dataset paths expanded here, so that Ray workers need not set it."""
+    from cmh.sweep import default_data_root
+
+    root = default_data_root()
+    datasets = {
+        name: {
+            k: v.replace("$CMH_DATA", root) if k in ("data", "image_features") and isinstance(v, str) else v
+            for k, v in (spec or {}).items()
+        }
+        for name, spec in (grid.get("datasets") or {}).items()
+    }
+    return {**grid, "datasets": datasets}
+
+
+def _task_device(device: str, run: Any) -> str:
+    """The device of a run in a Ray task: Ray's GPU when the run reserves one, else the CPU unless asked."""
+    if run.gpus > 0:
+        return "cuda" if device in ("auto", "cuda") else device
+    return "cpu" if device == "auto" else device
+
+
+def _ray_cell(
+    grid: dict[str, Any], run: Any, device: str, path: str
+) -> tuple[dict[str, Any] | None, str | None, float]:
+    """One Ray task: ``(record, None, seconds)``, or ``(None, one-line error, seconds)`` for bad input.
+
+    Deep methods checkpoint beside the record's ``path`` (as the local backend does; on a file system the
+    nodes share, a task Ray retries elsewhere resumes there); the checkpoints go when the run ends.
+    """
+    from cmh.runner import checkpoint_dir_for, remove_checkpoints, run_once
+
+    t0 = time.perf_counter()
+    _worker_init(max(1, int(run.cpus)))
+    ckpt = checkpoint_dir_for(path)
+    try:
+        dataset = _worker_dataset(grid, run.dataset)
+        record = run_once(
+            run.method,
+            dataset,
+            run.bits,
+            run.seed,
+            run.overrides,
+            device,
+            database=run.database,
+            checkpoint_dir=ckpt,
+        )
+    except CMHError as exc:
+        return None, str(exc), time.perf_counter() - t0
+    remove_checkpoints(ckpt)
+    return record, None, time.perf_counter() - t0
+
+
+def _run_ray(
+    ray: Any,
+    grid: dict[str, Any],
+    todo: list[Any],
+    labels: list[str],
+    paths: list[Path],
+    device: str,
+    address: str | None,
+    report: Any,
+    console: Console,
+) -> None:
+    """Submit ``todo`` as Ray tasks (the runs' CPUs/GPUs); write each record at its ``paths`` entry and
+    ``report`` as each task ends.
+
+    Joins the cluster at ``address`` (or ``$RAY_ADDRESS``, or starts a local Ray) unless this process is
+    connected to Ray already. A task that Ray loses (a worker or node died after Ray's retries) is
+    reported as a failed run, like a run that stopped on bad input.
+    """
+    from cmh.results import write_record
+
+    joined = not ray.is_initialized()
+    if joined:
+        try:
+            ray.init(address=address, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise CMHError(
+                f"cannot join the Ray cluster {address or '(local)'}: {_first_line(exc)}; start it with "
+                "`ray start --head` or pass --address"
+            ) from None
+    try:
+        have = ray.cluster_resources()
+        console.print(
+            f"on Ray: {have.get('CPU', 0):g} CPUs, {have.get('GPU', 0):g} GPUs in the cluster; each run takes "
+            + ", ".join(sorted({f"{r.cpus:g} CPU {r.gpus:g} GPU" for r in todo}))
+        )
+        if any(r.gpus > have.get("GPU", 0) or r.cpus > have.get("CPU", 0) for r in todo):
+            console.print(
+                "[yellow]some runs ask for more CPUs/GPUs than the cluster has now; they wait until an "
+                "autoscaler adds such a node (lower the grid's resources otherwise)[/]"
+            )
+        cell = ray.remote(_ray_cell)
+        grid_ref = ray.put(_driver_paths(grid))
+        pending = {
+            cell.options(num_cpus=run.cpus, num_gpus=run.gpus).remote(
+                grid_ref, run, _task_device(device, run), str(path)
+            ): (label, path)
+            for run, label, path in zip(todo, labels, paths, strict=True)
+        }
+        try:
+            while pending:
+                (ref,), _ = ray.wait(list(pending), num_returns=1)
+                label, path = pending.pop(ref)
+                try:
+                    record, error, seconds = ray.get(ref)
+                except ray.exceptions.RayError as exc:
+                    report(label, CMHError(f"the Ray task failed: {_first_line(exc)}"))
+                    continue
+                if error is not None:
+                    report(label, CMHError(error))
+                else:
+                    report(label, _summary(record, write_record(record, path=path), seconds))
+        except BaseException:
+            for ref in pending:
+                ray.cancel(ref)
+            raise
+    finally:
+        if joined:
+            ray.shutdown()
+
+
+def _first_line(exc: BaseException) -> str:
+    """A one-line account of ``exc`` (for Ray's errors, which carry the task's traceback: its last line)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1][:200] if lines else exc.__class__.__name__
 
 
 def sweep_command(args: argparse.Namespace) -> int:

@@ -36,6 +36,10 @@ The base class provides everything else (:meth:`DeepHashMethod.fit`):
   after each epoch the cross-modal mAP (mean of I->T and T->I, held-out queries against the remaining
   training items, :func:`cmh.metrics.evaluate`) is measured, the best epoch's networks are kept, and
   training stops after ``patience`` epochs without improvement.
+- **Several processes.** Under ``torchrun`` (or any initialised ``torch.distributed`` process group) the
+  loop trains data-parallel with the single-process objective: each rank runs the networks on its slice of
+  every batch, outputs are all-gathered so the banks stay identical, gradients are averaged at the end of
+  every backward pass, rank 0 alone writes checkpoints (:mod:`cmh.methods._dist`; no per-method code).
 - **State.** :meth:`~DeepHashMethod.state_dict` / :meth:`~DeepHashMethod.load_state_dict` (and
   :meth:`~DeepHashMethod.save` / :meth:`~DeepHashMethod.load`) store what is needed to encode later.
 """
@@ -63,6 +67,7 @@ from torch import nn
 from cmh._atomic import atomic_path
 from cmh.base import HashMethod, sign_codes
 from cmh.errors import CMHError
+from cmh.methods import _dist
 
 FORMAT = "cmh-deep-v1"
 #: Options that may differ between a checkpoint and the run that resumes it.
@@ -194,6 +199,8 @@ class DeepHashMethod(HashMethod):
     supervised: ClassVar[bool] = True
     inputs: ClassVar[tuple[str, ...]] = ("image", "text", "labels")
     Config: ClassVar[type] = DeepConfig
+    #: keys of ``nets`` that run whole on every rank in distributed training (not one row per input row)
+    unsharded_nets: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, bits: int, seed: int = 0, device: str | torch.device = "cpu", **config: Any) -> None:
         super().__init__(bits=bits, seed=seed, device=device, **config)
@@ -437,7 +444,10 @@ class DeepHashMethod(HashMethod):
             if best.get("nets") is not None:
                 best["nets"] = {k: {n_: t.to(dev) for n_, t in sd.items()} for k, sd in best["nets"].items()}
 
-        progress = _Progress(self, total=self.total_epochs) if cfg.verbose and sys.stderr.isatty() else None
+        ranks = _dist.Trainer(self)  # data-parallel over torchrun's ranks; a no-op in one process
+        ranks.start(fingerprint)
+        show = cfg.verbose and sys.stderr.isatty() and _dist.is_writer()
+        progress = _Progress(self, total=self.total_epochs) if show else None
         try:
             if progress:
                 progress.start(self.epochs_done)
@@ -452,7 +462,8 @@ class DeepHashMethod(HashMethod):
                     net.train()
                 t0 = time.perf_counter()
                 ctx = EpochContext(self, data, gen)
-                self._train_epoch(epoch, ctx)
+                with ranks.sharded():
+                    self._train_epoch(epoch, ctx)
                 record: dict[str, Any] = {"epoch": epoch + 1, **ctx.summary()}
                 record["seconds"] = round(time.perf_counter() - t0, 3)
                 if val_idx is not None:
@@ -469,7 +480,7 @@ class DeepHashMethod(HashMethod):
                         best["bad"] += 1
                 self.history.append(record)
                 self.epochs_done = epoch + 1
-                if path is not None:
+                if path is not None and _dist.is_writer():
                     self._save_checkpoint(path, fingerprint, gen, best)
                 if progress:
                     progress.update(record)
@@ -480,6 +491,7 @@ class DeepHashMethod(HashMethod):
                     for net in self.nets.values():
                         net.train()
         finally:
+            ranks.close()
             if progress:
                 progress.stop()
         if val_idx is not None and best.get("nets") is not None:
