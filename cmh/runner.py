@@ -85,6 +85,7 @@ def run_once(
     eval_options: dict[str, Any] | None = None,
     return_codes: bool = False,
     database: str = "per-view",
+    return_method: bool = False,
 ) -> dict[str, Any]:
     """Train ``method_name`` on ``dataset``'s train part, encode query/database, evaluate I→T and T→I.
 
@@ -163,4 +164,6 @@ def run_once(
         record["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated(dev) / 2**20, 1)
     if return_codes:
         record["_codes"] = {"query": query, "database": db_codes}
+    if return_method:
+        record["_method"] = method
     return record

@@ -40,6 +40,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--save-codes", action="store_true", help="also write the codes beside each record (.codes.npz)"
     )
+    p.add_argument(
+        "--save-model",
+        metavar="M.pt",
+        help="also save the trained model with the dataset's feature pipeline (for cmh search / cmh encode); "
+        "several bits/seeds go to M-<bits>bits-seed<seed>.pt",
+    )
     p.set_defaults(func=run_command)
 
 
@@ -77,6 +83,10 @@ def run_command(args: argparse.Namespace) -> int:
             path = record_path(args.out, dataset.name, probe.name, bits, seed, args.database)
             if path.exists() and not args.overwrite and not args.no_save:
                 console.print(f"[yellow]{path} exists; showing it (use --overwrite to run again)[/]")
+                if args.save_model:
+                    console.print(
+                        "[yellow]no model saved for a stored run; add --overwrite to train and save it[/]"
+                    )
                 rows.append((load_record(path), path, True))
                 continue
             console.print(f"[dim]{probe.name} {bits} bits, seed {seed}: training ...[/]")
@@ -89,8 +99,17 @@ def run_command(args: argparse.Namespace) -> int:
                 args.device,
                 return_codes=args.save_codes,
                 database=args.database,
+                return_method=bool(args.save_model),
             )
             codes = record.pop("_codes", None)
+            fitted = record.pop("_method", None)
+            if fitted is not None:
+                from cmh.models import model_path, save_model
+
+                saved = save_model(
+                    fitted, model_path(args.save_model, bits, seed, len(args.bits) * len(args.seeds)), dataset
+                )
+                console.print(f"saved the model to {saved}")
             if not args.no_save:
                 path = write_record(record, args.out)
                 if codes is not None:
