@@ -14,7 +14,18 @@ import sys
 from cmh.errors import CMHError
 
 #: Sub-command modules, in the order ``cmh --help`` lists them.
-COMMAND_MODULES = ("run", "evaluate", "sweep", "listing", "data", "extract", "compare", "bench")
+COMMAND_MODULES = (
+    "run",
+    "evaluate",
+    "encode",
+    "search",
+    "sweep",
+    "listing",
+    "data",
+    "extract",
+    "compare",
+    "bench",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
