@@ -205,9 +205,11 @@ def image_query(path: str | Path, pipeline: dict[str, Any], weights: str | Path 
             raise CMHError(f"the {name} weights the model was trained with are not here; pass --weights PATH")
     transform = ImageTransform(int(img.get("resize", 256)), int(img.get("crop", 224)))
     x = read_image(path, transform)
-    bb = build_backbone(name, weights, transform=transform)
+    # float32, channels-last on the CPU: the same arithmetic as `cmh extract` on the CPU, so a database photo
+    # given as a query gets exactly its extracted features
+    bb = build_backbone(name, weights, transform=transform).to(memory_format=torch.channels_last)
     with torch.inference_mode():
-        feats = bb(x[None]).float().numpy()
+        feats = bb(x[None].contiguous(memory_format=torch.channels_last)).float().numpy()
     if feats.shape[1] != int(img.get("feature_dim", feats.shape[1])):
         raise CMHError(
             f"the {name} backbone gives {feats.shape[1]}-d features, the model expects {img['feature_dim']}"
