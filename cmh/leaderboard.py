@@ -24,6 +24,7 @@ import numpy as np
 from cmh._atomic import atomic_write_bytes
 from cmh.compare import REPORTED_DIR, ComparisonTable, build_table, relative_paths, to_markdown
 from cmh.errors import CMHError
+from cmh.gallery import NO_PHOTOS, gallery_section, is_gallery_png
 from cmh.results import TASK_TITLES, TASKS, load_records
 
 INDEX = "README.md"
@@ -182,8 +183,10 @@ def _dataset_page(
     results: Path,
     out_dir: Path,
     plots: bool,
+    sections: Sequence[str] = (),
 ) -> tuple[str, dict[str, bytes]]:
-    """The markdown page of one dataset and its figure files (relative path -> bytes)."""
+    """The markdown page of one dataset and its figure files (relative path -> bytes); ``sections`` are
+    extra markdown lines placed before the training cost (the retrieval gallery)."""
     from cmh.data.catalog import CATALOG
 
     ds = table.dataset
@@ -254,6 +257,7 @@ def _dataset_page(
                 files[f"{ds}/{name}.png"] = _plot(curves, *args)
             parts += [f"![{heading}]({ds}/{name}.png)", ""]
             parts += [f"Plotted values (mean over seeds): [{name}.csv]({ds}/{name}.csv)", ""]
+    parts += list(sections)
     parts += [
         "## Training cost",
         "",
@@ -331,9 +335,12 @@ def generate(
     tables = [build_table(records, n, reported=True) for n in names]
     files: dict[str, bytes] = {}
     for t in tables:
-        page, extra = _dataset_page(t, by_path, Path(results), out_dir, plots)
+        gallery, gallery_files, gallery_notes = gallery_section(results, t.dataset, out_dir, plots)
+        page, extra = _dataset_page(t, by_path, Path(results), out_dir, plots, sections=gallery)
         files[f"{t.dataset}.md"] = page.encode()
         files.update(extra)
+        files.update(gallery_files)
+        notes += gallery_notes
     n_records = {n: sum(1 for r in records if r["dataset"]["name"] == n) for n in names}
     files[INDEX] = _index(tables, n_records, Path(reported_dir)).encode()
     if plots:
@@ -368,6 +375,9 @@ def write_leaderboard(
         ) from None
     out_dir = Path(out_dir)
     files, notes = generate(results, out_dir)
+    missing = [n for n in notes if n.startswith(NO_PHOTOS)]
+    if missing:  # never replace committed gallery pictures by nothing
+        raise CMHError(missing[0])
     old = _existing(out_dir)
     changed = []
     for rel, data in sorted(files.items()):
@@ -408,6 +418,8 @@ def check_leaderboard(
         notes.append(f"PNG bytes not compared ({why}); their plotted values (CSV) were compared exactly")
         files = {k: v for k, v in files.items() if not k.endswith(".png") and k != PLOTS_MANIFEST}
         old = {k: v for k, v in old.items() if not k.endswith(".png") and k != PLOTS_MANIFEST}
+    if any(n.startswith(NO_PHOTOS) for n in notes):  # the photos are elsewhere: their PNGs cannot be drawn
+        old = {k: v for k, v in old.items() if not (is_gallery_png(k) and k not in files)}
     problems = []
     for rel, data in sorted(files.items()):
         if rel not in old:

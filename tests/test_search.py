@@ -1,11 +1,10 @@
 """cmh search: a saved coco_mini model answers captions and photos; bad inputs are one-line errors (exit 2).
 
-One small coco_mini (28 real photos, 6 queries) is built once for the module with the real EfficientNet-Lite0.
+The small coco_mini of conftest.py (28 real photos, 6 queries, real EfficientNet-Lite0 features) is the data.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 
 import numpy as np
@@ -15,26 +14,10 @@ from cmh.cli import main
 from cmh.errors import CMHError
 from cmh.search import rank_hamming
 
-N_PHOTOS = 28
-
 
 @pytest.fixture(scope="module")
-def mini(shared_data, tmp_path_factory):
-    """``(folder with cmh.yaml, raw root, annotations)`` of a 28-photo coco_mini built with `cmh extract coco-mini`."""
-    from cmh.extract.coco_mini import build_coco_mini
-
-    src = shared_data / "coco_mini"
-    root = tmp_path_factory.mktemp("raw")
-    rows = [json.loads(line) for line in (src / "annotations.jsonl").read_text().splitlines() if line.strip()]
-    rows = rows[:N_PHOTOS]
-    (root / "images").mkdir()
-    for r in rows:
-        (root / r["image"]).symlink_to(src / r["image"])
-    (root / "annotations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    shutil.copy(src / "classes.txt", root / "classes.txt")
-    out = tmp_path_factory.mktemp("built")
-    build_coco_mini(root, out / "coco_mini.npz", n_query=6, progress=False, workers=0)
-    return out, root, rows
+def mini(coco_mini_small):
+    return coco_mini_small
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "evaluate",
     "encode",
     "search",
+    "gallery",
     "sweep",
     "listing",
     "data",

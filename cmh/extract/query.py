@@ -230,23 +230,28 @@ def read_image(path: str | Path, transform: Any) -> Any:
         raise CMHError(f"cannot read image '{p}' ({type(exc).__name__}); pass a JPEG/PNG photo") from None
 
 
-def item_texts(dataset: Any) -> list[str] | None:
-    """One caption per dataset row (the first of the item's captions), from the raw annotations recorded
-    in the dataset's build description (``None`` when unknown)."""
+def item_captions(dataset: Any) -> list[list[str]] | None:
+    """Every caption of every dataset row, from the raw annotations recorded in the dataset's build
+    description (``None`` when unknown)."""
     build = _build_file(dataset)
     info = _read_build(build) if build else None
     if not info or not info.get("rows") or not info.get("source"):
         return None
     ann = Path(info["source"]) / "annotations.jsonl"
-    if not ann.is_file():
+    if not ann.is_file() or len(info["rows"]) != dataset.n:
         return None
-    by_image = {}
+    by_image: dict[str, list[str]] = {}
     for line in ann.read_text(encoding="utf-8").splitlines():
         if line.strip():
             rec = json.loads(line)
             caps = rec.get("captions") or [""]
-            by_image[rec.get("image")] = str(caps[0] if isinstance(caps, list) else caps).strip()
-    rows = info["rows"]
-    if len(rows) != dataset.n:
-        return None
-    return [by_image.get(r, "") for r in rows]
+            by_image[rec.get("image")] = [
+                str(c).strip() for c in (caps if isinstance(caps, list) else [caps])
+            ]
+    return [by_image.get(r, [""]) for r in info["rows"]]
+
+
+def item_texts(dataset: Any) -> list[str] | None:
+    """One caption per dataset row (the first of the item's captions), or ``None`` when unknown."""
+    caps = item_captions(dataset)
+    return None if caps is None else [c[0] if c else "" for c in caps]
