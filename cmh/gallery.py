@@ -210,8 +210,9 @@ def build_gallery(
 def _relative(path: str, root: Path | None) -> str:
     p = Path(path)
     if root is not None:
-        with contextlib.suppress(ValueError):
-            return p.resolve().relative_to(root.resolve()).as_posix()
+        for a, b in ((p.absolute(), root.absolute()), (p.resolve(), root.resolve())):
+            with contextlib.suppress(ValueError):
+                return a.relative_to(b).as_posix()
     return p.name
 
 

@@ -345,11 +345,11 @@ def generate(
     files[INDEX] = _index(tables, n_records, Path(reported_dir)).encode()
     if plots:
         import matplotlib
+        import PIL
 
         pngs = sorted(k for k in files if k.endswith(".png"))
-        files[PLOTS_MANIFEST] = (
-            json.dumps({"matplotlib": matplotlib.__version__, "plots": pngs}, indent=1) + "\n"
-        ).encode()
+        drawn = {"matplotlib": matplotlib.__version__, "pillow": PIL.__version__, "plots": pngs}
+        files[PLOTS_MANIFEST] = (json.dumps(drawn, indent=1) + "\n").encode()
     return files, notes
 
 
@@ -392,6 +392,12 @@ def write_leaderboard(
     return changed, notes
 
 
+def _pillow_version() -> str:
+    import PIL
+
+    return PIL.__version__
+
+
 def check_leaderboard(
     results: str | Path, out_dir: str | Path = "leaderboards"
 ) -> tuple[list[str], list[str]]:
@@ -406,7 +412,11 @@ def check_leaderboard(
     old = _existing(out_dir)
     committed = None
     if PLOTS_MANIFEST in old:
-        committed = json.loads(old[PLOTS_MANIFEST].read_text(encoding="utf-8")).get("matplotlib")
+        drawn = json.loads(old[PLOTS_MANIFEST].read_text(encoding="utf-8"))
+        committed = drawn.get("matplotlib")
+        if installed is not None and drawn.get("pillow") not in (None, _pillow_version()):
+            installed = f"{installed} with Pillow {_pillow_version()}"  # gallery thumbnails depend on Pillow
+            committed = f"{committed} with Pillow {drawn.get('pillow')}"
     compare_pngs = installed is not None and committed in (None, installed)
     files, notes = generate(results, out_dir, plots=installed is not None)
     if not compare_pngs:
@@ -419,7 +429,10 @@ def check_leaderboard(
         files = {k: v for k, v in files.items() if not k.endswith(".png") and k != PLOTS_MANIFEST}
         old = {k: v for k, v in old.items() if not k.endswith(".png") and k != PLOTS_MANIFEST}
     if any(n.startswith(NO_PHOTOS) for n in notes):  # the photos are elsewhere: their PNGs cannot be drawn
-        old = {k: v for k, v in old.items() if not (is_gallery_png(k) and k not in files)}
+        old = {
+            k: v for k, v in old.items() if not (is_gallery_png(k) and k not in files) and k != PLOTS_MANIFEST
+        }
+        files.pop(PLOTS_MANIFEST, None)
     problems = []
     for rel, data in sorted(files.items()):
         if rel not in old:
