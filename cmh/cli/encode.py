@@ -1,6 +1,6 @@
 """``cmh encode``: a saved model's codes for a feature file on disk, as resumable packed-bit shards.
 
-See :mod:`cmh.data.shards` for the layout and docs/scale.md ("Sharded encoding").
+See :mod:`cmh.data.shards` for the layout and docs/search.md ("Sharded encoding").
 """
 
 from __future__ import annotations
