@@ -60,8 +60,10 @@ def thumbnail(path: str | Path, size: int = THUMB) -> np.ndarray:
 
 def draw_rows(rows: Sequence[Row], title: str = "", label_width: float = 1.6) -> bytes:
     """PNG bytes of ``rows`` (panels of equal size; a coloured frame marks relevant/irrelevant items)."""
-    import matplotlib
-
+    try:
+        import matplotlib
+    except ImportError:
+        raise CMHError("drawing needs matplotlib; install it: pip install 'cmh[plot]'") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -102,8 +104,9 @@ def draw_rows(rows: Sequence[Row], title: str = "", label_width: float = 1.6) ->
                 else:
                     ax.set_xlim(0, 1)
                     ax.set_ylim(0, 1)
-                    wrapped = "\n".join(textwrap.wrap(cell.text or "", 24)[:7])
-                    ax.text(0.05, 0.95, wrapped, va="top", ha="left", fontsize=6)
+                    big = i == 0 and j == 0 and cell.caption == "query"  # a typed query: larger type
+                    wrapped = "\n".join(textwrap.wrap(cell.text or "", 18 if big else 24)[:7])
+                    ax.text(0.05, 0.95, wrapped, va="top", ha="left", fontsize=8 if big else 6)
                 ax.set_xlabel(cell.caption, fontsize=6.5, labelpad=1.5)
         if title:
             fig.suptitle(title, fontsize=9, y=0.995, va="top")
