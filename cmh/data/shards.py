@@ -76,6 +76,7 @@ class FeatureRows:
         p = check_file(path, "feature")
         self.path, self.key = p, key
         self._array: Any = None
+        self._npy = False
         if p.suffix.lower() in (".h5", ".hdf5", ".hdf", ".mat") and is_hdf5(p):
             shapes = mat_variables(p)
             if key is None:
@@ -88,6 +89,9 @@ class FeatureRows:
             if key not in shapes:
                 raise DataError(f"'{p.name}' has no array '{key}' (it has: {', '.join(sorted(shapes))})")
             self.key, shape = key, shapes[key]
+        elif p.suffix.lower() == ".npy":
+            self._npy = True  # mapped afresh for every block, so read pages never pile up in this process
+            shape = read_array(p, what="feature").shape
         else:
             self._array = read_array(p, key, what="feature")
             shape = self._array.shape
@@ -99,7 +103,13 @@ class FeatureRows:
         """Rows ``lo:hi`` as dense float32 ``(hi - lo, d)``; NaN/inf is a :class:`DataError`."""
         import scipy.sparse as sp
 
-        if self._array is not None:
+        if self._npy:
+            from cmh.data.loaders import read_array
+
+            mapped = read_array(self.path, what="feature")
+            x = np.array(mapped[lo:hi], dtype=np.float32)
+            del mapped
+        elif self._array is not None:
             x = self._array[lo:hi]
             x = x.toarray() if sp.issparse(x) else x
         else:
