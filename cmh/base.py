@@ -76,6 +76,12 @@ def has_unified_codes(method: Any) -> bool:
     return callable(getattr(method, "encode_pair", None))
 
 
+def _canon(config: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(config, sort_keys=True, default=str)
+
+
 class HashMethod(ABC):
     """Base class for cross-modal hashing methods.
 
@@ -144,6 +150,50 @@ class HashMethod(ABC):
                 f"{self.name}: {modality} features have shape {tuple(x.shape)} but the method was fitted "
                 f"on {expected}-d {modality} features; encode features made the same way as the training ones"
             )
+
+    # -- state (saved models) ----------------------------------------------------------------
+    #: attributes set by ``__init__`` from the constructor's arguments, not learned by ``fit``
+    _construction_attrs: ClassVar[frozenset[str]] = frozenset({"bits", "seed", "device", "cfg"})
+
+    def state_dict(self) -> dict[str, Any]:
+        """The fitted state as plain tensors/numbers/strings (``torch.load(weights_only=True)`` reads it).
+
+        The default stores every instance attribute except the constructor's (``bits``, ``seed``,
+        ``device``, ``cfg``) through :func:`cmh.models.pack_state`; a method whose fitted state holds other
+        objects overrides this and :meth:`load_state_dict`. Used by :func:`cmh.models.save_model`.
+        """
+        from cmh.models import SHALLOW_FORMAT, pack_state
+
+        self.check_fitted()
+        attrs = {k: v for k, v in vars(self).items() if k not in self._construction_attrs}
+        return {
+            "format": SHALLOW_FORMAT,
+            "method": self.name,
+            "bits": self.bits,
+            "config": self.config_dict(),
+            "attrs": {k: pack_state(v, f"{self.name}.{k}") for k, v in attrs.items()},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> HashMethod:
+        """Restore a state written by :meth:`state_dict` (same method, bits and config)."""
+        from cmh.models import SHALLOW_FORMAT, unpack_state
+
+        if not isinstance(state, dict) or state.get("format") != SHALLOW_FORMAT:
+            raise CMHError(
+                f"{self.name}: not a saved state of a shallow cmh method (format {SHALLOW_FORMAT})"
+            )
+        if state.get("method") != self.name or int(state.get("bits", -1)) != self.bits:
+            raise CMHError(
+                f"the state holds a {state.get('method')} model with {state.get('bits')} bits, not {self.name} "
+                f"with {self.bits} bits; create the method with the saved name and bits"
+            )
+        if _canon(state.get("config", {})) != _canon(self.config_dict()):
+            raise CMHError(
+                f"{self.name}: the saved state was fitted with other options; use the saved config"
+            )
+        for k, v in state["attrs"].items():
+            setattr(self, k, unpack_state(v))
+        return self
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(bits={self.bits}, seed={self.seed}, {self.config_dict()})"

@@ -24,6 +24,7 @@ import numpy as np
 from cmh._atomic import atomic_write_bytes
 from cmh.compare import REPORTED_DIR, ComparisonTable, build_table, relative_paths, to_markdown
 from cmh.errors import CMHError
+from cmh.gallery import NO_PHOTOS, gallery_section, is_gallery_png
 from cmh.results import TASK_TITLES, TASKS, load_records
 
 INDEX = "README.md"
@@ -182,8 +183,10 @@ def _dataset_page(
     results: Path,
     out_dir: Path,
     plots: bool,
+    sections: Sequence[str] = (),
 ) -> tuple[str, dict[str, bytes]]:
-    """The markdown page of one dataset and its figure files (relative path -> bytes)."""
+    """The markdown page of one dataset and its figure files (relative path -> bytes); ``sections`` are
+    extra markdown lines placed before the training cost (the retrieval gallery)."""
     from cmh.data.catalog import CATALOG
 
     ds = table.dataset
@@ -254,6 +257,7 @@ def _dataset_page(
                 files[f"{ds}/{name}.png"] = _plot(curves, *args)
             parts += [f"![{heading}]({ds}/{name}.png)", ""]
             parts += [f"Plotted values (mean over seeds): [{name}.csv]({ds}/{name}.csv)", ""]
+    parts += list(sections)
     parts += [
         "## Training cost",
         "",
@@ -331,18 +335,21 @@ def generate(
     tables = [build_table(records, n, reported=True) for n in names]
     files: dict[str, bytes] = {}
     for t in tables:
-        page, extra = _dataset_page(t, by_path, Path(results), out_dir, plots)
+        gallery, gallery_files, gallery_notes = gallery_section(results, t.dataset, out_dir, plots)
+        page, extra = _dataset_page(t, by_path, Path(results), out_dir, plots, sections=gallery)
         files[f"{t.dataset}.md"] = page.encode()
         files.update(extra)
+        files.update(gallery_files)
+        notes += gallery_notes
     n_records = {n: sum(1 for r in records if r["dataset"]["name"] == n) for n in names}
     files[INDEX] = _index(tables, n_records, Path(reported_dir)).encode()
     if plots:
         import matplotlib
+        import PIL
 
         pngs = sorted(k for k in files if k.endswith(".png"))
-        files[PLOTS_MANIFEST] = (
-            json.dumps({"matplotlib": matplotlib.__version__, "plots": pngs}, indent=1) + "\n"
-        ).encode()
+        drawn = {"matplotlib": matplotlib.__version__, "pillow": PIL.__version__, "plots": pngs}
+        files[PLOTS_MANIFEST] = (json.dumps(drawn, indent=1) + "\n").encode()
     return files, notes
 
 
@@ -368,6 +375,9 @@ def write_leaderboard(
         ) from None
     out_dir = Path(out_dir)
     files, notes = generate(results, out_dir)
+    missing = [n for n in notes if n.startswith(NO_PHOTOS)]
+    if missing:  # never replace committed gallery pictures by nothing
+        raise CMHError(missing[0])
     old = _existing(out_dir)
     changed = []
     for rel, data in sorted(files.items()):
@@ -380,6 +390,12 @@ def write_leaderboard(
         old[rel].unlink()
         changed.append(f"{rel} (removed)")
     return changed, notes
+
+
+def _pillow_version() -> str:
+    import PIL
+
+    return PIL.__version__
 
 
 def check_leaderboard(
@@ -396,7 +412,11 @@ def check_leaderboard(
     old = _existing(out_dir)
     committed = None
     if PLOTS_MANIFEST in old:
-        committed = json.loads(old[PLOTS_MANIFEST].read_text(encoding="utf-8")).get("matplotlib")
+        drawn = json.loads(old[PLOTS_MANIFEST].read_text(encoding="utf-8"))
+        committed = drawn.get("matplotlib")
+        if installed is not None and drawn.get("pillow") not in (None, _pillow_version()):
+            installed = f"{installed} with Pillow {_pillow_version()}"  # gallery thumbnails depend on Pillow
+            committed = f"{committed} with Pillow {drawn.get('pillow')}"
     compare_pngs = installed is not None and committed in (None, installed)
     files, notes = generate(results, out_dir, plots=installed is not None)
     if not compare_pngs:
@@ -408,6 +428,11 @@ def check_leaderboard(
         notes.append(f"PNG bytes not compared ({why}); their plotted values (CSV) were compared exactly")
         files = {k: v for k, v in files.items() if not k.endswith(".png") and k != PLOTS_MANIFEST}
         old = {k: v for k, v in old.items() if not k.endswith(".png") and k != PLOTS_MANIFEST}
+    if any(n.startswith(NO_PHOTOS) for n in notes):  # the photos are elsewhere: their PNGs cannot be drawn
+        old = {
+            k: v for k, v in old.items() if not (is_gallery_png(k) and k not in files) and k != PLOTS_MANIFEST
+        }
+        files.pop(PLOTS_MANIFEST, None)
     problems = []
     for rel, data in sorted(files.items()):
         if rel not in old:

@@ -175,6 +175,7 @@ def run_once(
     return_codes: bool = False,
     database: str = "per-view",
     checkpoint_dir: str | Path | None = None,
+    return_method: bool = False,
 ) -> dict[str, Any]:
     """Train ``method_name`` on ``dataset``'s train part, encode query/database, evaluate I→T and T→I.
 
@@ -257,6 +258,8 @@ def run_once(
         record["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated(dev) / 2**20, 1)
     if return_codes:
         record["_codes"] = {"query": query, "database": db_codes}
+    if return_method:
+        record["_method"] = method
     return record
 
 
@@ -271,6 +274,7 @@ def run_and_write(
     database: str = "per-view",
     return_codes: bool = False,
     keep_checkpoints: bool = False,
+    return_method: bool = False,
 ) -> tuple[dict[str, Any], Path]:
     """:func:`run_once` with checkpoints beside ``path`` (resumed when present), then the record written
     atomically to ``path`` and the checkpoints removed (unless ``keep_checkpoints``)."""
@@ -286,6 +290,7 @@ def run_and_write(
         device,
         return_codes=return_codes,
         database=database,
+        return_method=return_method,
         checkpoint_dir=ckpt,
     )
     if not is_writer():  # another rank of a data-parallel run: rank 0 writes

@@ -52,3 +52,26 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def coco_mini_small(shared_data, tmp_path_factory):
+    """``(folder with cmh.yaml, raw root, annotation rows)`` of a 28-photo coco_mini (6 queries) built once
+    with `cmh extract coco-mini` (real EfficientNet-Lite0 features) from the first 28 annotated photos."""
+    import json
+    import shutil
+
+    from cmh.extract.coco_mini import build_coco_mini
+
+    src = shared_data / "coco_mini"
+    root = tmp_path_factory.mktemp("coco_mini_raw")
+    rows = [json.loads(line) for line in (src / "annotations.jsonl").read_text().splitlines() if line.strip()]
+    rows = rows[:28]
+    (root / "images").mkdir()
+    for r in rows:
+        (root / r["image"]).symlink_to(src / r["image"])
+    (root / "annotations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    shutil.copy(src / "classes.txt", root / "classes.txt")
+    out = tmp_path_factory.mktemp("coco_mini_built")
+    build_coco_mini(root, out / "coco_mini.npz", n_query=6, progress=False, workers=0)
+    return out, root, rows

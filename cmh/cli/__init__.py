@@ -16,7 +16,20 @@ import warnings
 from cmh.errors import CMHError
 
 #: Sub-command modules, in the order ``cmh --help`` lists them.
-COMMAND_MODULES = ("run", "evaluate", "sweep", "listing", "data", "extract", "compare", "records", "bench")
+COMMAND_MODULES = (
+    "run",
+    "evaluate",
+    "encode",
+    "search",
+    "gallery",
+    "sweep",
+    "listing",
+    "data",
+    "extract",
+    "compare",
+    "records",
+    "bench",
+)
 
 
 class OneLineParser(argparse.ArgumentParser):

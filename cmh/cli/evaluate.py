@@ -1,10 +1,11 @@
-"""``cmh eval --codes FILE.npz``: score codes made by any tool under cmh's protocol.
+"""``cmh eval --codes FILE.npz [--codes-dir DIR]``: score codes made by any tool under cmh's protocol.
 
 The ``.npz`` holds ``query_labels`` and ``database_labels`` ((n, c) multi-hot, or (n,) class ids)
 and codes ``query_image``, ``query_text``, ``database_image``, ``database_text`` ((n, K), ±1; with
 ``--zero-one`` 0/1 codes are read as 0 -> -1; anything else, e.g. NaN, 0.5 or 0-bit codes, is an error, never
 cast). I→T needs ``query_image`` + ``database_text``, T→I
-``query_text`` + ``database_image``; whichever pairs are present are scored.
+``query_text`` + ``database_image``; whichever pairs are present are scored. ``--codes-dir DIR`` takes the
+database codes (and labels) of one modality from a ``cmh encode`` shard directory instead.
 """
 
 from __future__ import annotations
@@ -30,6 +31,13 @@ SCALAR_METRICS = ("map", "map_tie_avg", "map@50", "map@500", "map@1000", "p_r2",
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate externally made codes (.npz) under cmh's protocol")
     p.add_argument("--codes", required=True, metavar="FILE.npz", help="codes + labels file (see docs)")
+    p.add_argument(
+        "--codes-dir",
+        action="append",
+        metavar="DIR",
+        help="database codes (and labels) from a `cmh encode` shard directory: an image directory replaces "
+        "database_image, a text one database_text (repeat for both); --codes then needs only the queries",
+    )
     p.add_argument("--zero-one", action="store_true", help="codes are 0/1 bits (0 is read as -1)")
     p.add_argument("--out", metavar="FILE.json", help="also write all metrics and curves as JSON")
     add_device_argument(p)
@@ -88,9 +96,13 @@ def _codes(codes: np.ndarray, key: str, path: Path, zero_one: bool) -> np.ndarra
     return np.where(codes > 0, 1, -1).astype(np.int8)
 
 
-def load_codes_file(path: str | Path, zero_one: bool = False) -> dict[str, np.ndarray]:
+def load_codes_file(
+    path: str | Path, zero_one: bool = False, codes_dirs: list[str] | None = None
+) -> dict[str, np.ndarray]:
     """Read and check a codes file; returns its arrays with codes as ±1 int8 (never cast silently:
-    NaN, fractional values, other values than ±1 (0/1 with ``zero_one``) and 0-bit codes are errors)."""
+    NaN, fractional values, other values than ±1 (0/1 with ``zero_one``) and 0-bit codes are errors).
+    ``codes_dirs`` are shard directories (:mod:`cmh.data.shards`) whose codes and labels replace the
+    file's database arrays."""
     from cmh.data.loaders import NpzReader
 
     path = Path(path)
@@ -98,6 +110,8 @@ def load_codes_file(path: str | Path, zero_one: bool = False) -> dict[str, np.nd
         raise CMHError(f"codes file '{path}' not found; pass an .npz made with numpy.savez")
     with NpzReader(path, "codes file", "write it again with numpy.savez (or `cmh run --save-codes`)") as z:
         data = z.read_all()
+    if codes_dirs:
+        data.update(_shard_database(codes_dirs, data))
     for key in ("query_labels", "database_labels"):
         if key not in data:
             raise CMHError(
@@ -124,6 +138,30 @@ def load_codes_file(path: str | Path, zero_one: bool = False) -> dict[str, np.nd
     return data
 
 
+def _shard_database(dirs: list[str], data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``database_<modality>`` (±1) and ``database_labels`` from shard directories (one per modality)."""
+    from cmh.data.shards import load_codes
+
+    out: dict[str, np.ndarray] = {}
+    for d in dirs:
+        codes, labels, manifest = load_codes(d)
+        key = f"database_{manifest['modality']}"
+        if key in out:
+            raise CMHError(
+                f"two --codes-dir hold {manifest['modality']} codes; give one image and one text directory"
+            )
+        out[key] = codes
+        if labels is None and "database_labels" not in data:
+            raise CMHError(
+                f"'{d}' has no labels and --codes has no database_labels; encode with --labels FILE"
+            )
+        if labels is not None:
+            if "database_labels" in out and not np.array_equal(out["database_labels"], labels):
+                raise CMHError("the --codes-dir directories hold different labels; encode the same database")
+            out["database_labels"] = labels
+    return out
+
+
 def evaluate_codes(data: dict[str, np.ndarray], device: str = "auto") -> dict[str, dict[str, Any]]:
     """Both tasks' metrics for a loaded codes file (only the tasks whose codes are present)."""
     from cmh.metrics import evaluate
@@ -138,7 +176,7 @@ def evaluate_codes(data: dict[str, np.ndarray], device: str = "auto") -> dict[st
 def eval_command(args: argparse.Namespace) -> int:
     if args.out:
         check_writable_file(args.out, "--out")
-    data = load_codes_file(args.codes, args.zero_one)
+    data = load_codes_file(args.codes, args.zero_one, args.codes_dir)
     results = evaluate_codes(data, args.device)
     table = Table(title=f"{args.codes}")
     table.add_column("metric")

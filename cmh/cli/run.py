@@ -76,6 +76,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--save-codes", action="store_true", help="also write the codes beside each record (.codes.npz)"
     )
+    p.add_argument(
+        "--save-model",
+        metavar="M.pt",
+        help="also save the trained model with the dataset's feature pipeline (for cmh search / cmh encode); "
+        "several bits/seeds go to M-<bits>bits-seed<seed>.pt",
+    )
     p.set_defaults(func=run_command)
 
 
@@ -138,6 +144,10 @@ def _run(args: argparse.Namespace, console: Console) -> int:
             path = rank0_value(resolve_record_path(args.out, head))  # rank 0's files decide
             if rank0_value(path.exists()) and not args.overwrite and not args.no_save:
                 console.print(f"[yellow]{path} exists; showing it (use --overwrite to run again)[/]")
+                if args.save_model:
+                    console.print(
+                        "[yellow]no model saved for a stored run; add --overwrite to train and save it[/]"
+                    )
                 if is_writer():
                     rows.append((load_record(path), path, True))
                 continue
@@ -149,7 +159,9 @@ def _run(args: argparse.Namespace, console: Console) -> int:
                 f"[dim]{probe.name} {bits} bits, seed {seed}: "
                 + ("resuming from its last checkpoint ...[/]" if resuming else "training ...[/]")
             )
-            common = dict(return_codes=args.save_codes, database=args.database)
+            common = dict(
+                return_codes=args.save_codes, database=args.database, return_method=bool(args.save_model)
+            )
             if args.no_save:
                 record = run_once(args.method, dataset, bits, seed, overrides, args.device, **common)
             else:
@@ -165,6 +177,14 @@ def _run(args: argparse.Namespace, console: Console) -> int:
                     **common,
                 )
             codes = record.pop("_codes", None)
+            fitted = record.pop("_method", None)
+            if fitted is not None and is_writer():
+                from cmh.models import model_path, save_model
+
+                saved = save_model(
+                    fitted, model_path(args.save_model, bits, seed, len(args.bits) * len(args.seeds)), dataset
+                )
+                console.print(f"saved the model to {saved}")
             if codes is not None and not args.no_save and is_writer():
                 _save_codes(path.with_suffix(".codes.npz"), codes, dataset)
             rows.append((record, path, False))
