@@ -52,3 +52,13 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def one_blas_thread():
+    """One BLAS/OpenMP thread for a test module (threadpoolctl): NumPy/SciPy-heavy tests of many small fits
+    stay fast on a busy machine (no thread oversubscription)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        yield
