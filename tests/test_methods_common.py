@@ -5,7 +5,8 @@ Each method trains on ``synthetic_small`` under its ``test_config`` (:attr:`cmh.
 the few options that make ``fit`` take seconds), with ``verbose`` off and, for every test that does not measure
 learning, at most 2 epochs. Checked: the declared interface, code shape/dtype/values, determinism for a fixed
 seed, one-item encoding, no constant bit unless a warning said so, sparse text, clear errors, and learning
-(mAP above random codes).
+(mAP above random codes). A last test installs a plugin through the ``cmh.methods`` entry point and runs this
+module for it in a fresh process.
 """
 
 from __future__ import annotations
@@ -72,8 +73,73 @@ def fitted(synthetic_small):
     _FITS.clear()
 
 
-def test_every_registered_method_is_covered():
-    assert METHODS == list_methods() and len(METHODS) >= 10  # the built-in methods alone are 10
+PLUGIN = """
+import dataclasses
+
+import numpy as np
+
+from cmh import HashMethod, sign_codes
+
+
+class RandomProjection(HashMethod):
+    \"\"\"A third-party test plugin: a seeded random projection of each centred modality. It has the right
+    interface but learns nothing cross-modal.\"\"\"
+
+    supervised = False
+    paper = "none (a test plugin)"
+
+    @dataclasses.dataclass(frozen=True)
+    class Config:
+        scale: float = 1.0
+
+    def fit(self, train):
+        self.check_train(train)
+        rng = self.rng()
+        self.mi, self.mt = np.asarray(train.image.mean(0)).ravel(), np.asarray(train.text.mean(0)).ravel()
+        self.wi = rng.standard_normal((len(self.mi), self.bits))
+        self.wt = rng.standard_normal((len(self.mt), self.bits))
+        self.fitted = True
+        return self
+
+    def encode_image(self, image):
+        self.check_fitted()
+        self.check_dim(image, len(self.mi), "image")
+        return sign_codes(np.asarray(image @ self.wi) - self.mi @ self.wi)
+
+    def encode_text(self, text):
+        self.check_fitted()
+        self.check_dim(text, len(self.mt), "text")
+        return sign_codes(np.asarray(text @ self.wt) - self.mt @ self.wt)
+"""
+
+
+def test_a_plugin_is_tested_the_moment_it_registers(tmp_path):
+    """Install a plugin through the ``cmh.methods`` entry point and run this module for it in a fresh
+    process: it is collected, passes the interface tests, and fails the learning test (it learns nothing)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "cmh_plugin_rp.py").write_text(PLUGIN)
+    dist = tmp_path / "cmh_plugin_rp-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: cmh-plugin-rp\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[cmh.methods]\nplugin-rp = cmh_plugin_rp:RandomProjection\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    here = Path(__file__)
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", str(here), "-q", "-p", "no:cacheprovider", "-k", "plugin-rp", "-rf"],
+        cwd=here.parents[1],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    out = run.stdout + run.stderr
+    failed = sorted(line.split()[1] for line in out.splitlines() if line.startswith("FAILED "))
+    assert failed == ["tests/test_methods_common.py::test_beats_random_codes[plugin-rp]"], out
+    assert f"1 failed, {len(PER_METHOD_TESTS) - 1} passed" in out, out
 
 
 @pytest.mark.parametrize("name", METHODS)
@@ -194,3 +260,9 @@ def test_beats_random_codes(name, synthetic_small, fitted):
     chance = np.array([random_codes_map(synthetic_small, 32, seed=s) for s in range(5)])
     margin = 0.05 if get_method_class(name).supervised else max(0.015, 5 * chance.std())
     assert i2t > chance.mean() + margin and t2i > chance.mean() + margin, (i2t, t2i, chance.mean(), margin)
+
+
+#: the tests above that run once per registered method
+PER_METHOD_TESTS = [
+    f for name, f in dict(globals()).items() if name.startswith("test_") and hasattr(f, "pytestmark")
+]
