@@ -4,8 +4,9 @@ The paper's image features (CNN-F fc7) are not available offline, so the test wr
 of the same shapes (Li et al., CVPR 2018, Table 1: 20,015 pairs, 4,096-d image, 1,386-d tag vector,
 24 labels; query 2,000, train 10,000, database = the rest) in the DCMH file layout the recipe asks for
 (``LAll``/``YAll`` ``.mat`` files and an image-feature ``.npy``), runs the recipe at 16 bits, seed 0,
-one epoch and narrower hidden layers, and checks that the record is written and that cmh's numbers are
-printed beside the paper's.
+one epoch and narrower hidden layers, and checks that the record is written, that the epoch learned
+something (mAP well above that of random codes on the same split) and that cmh's numbers are printed beside
+the paper's.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from cmh.data.catalog import load_dataset
 REPO = Path(__file__).resolve().parents[1]
 N, D_IMG, D_TXT, CLASSES = 20_015, 4_096, 1_386, 24
 #: minimum gain over the mAP of random codes after the one training epoch
-LEARNED_MARGIN = 1.0
+LEARNED_MARGIN = 0.1
 #: Narrower hidden layers than the paper's (the data keep the paper's shapes) so one epoch stays short on 2 cores.
 SMALL = [
     "--set",
@@ -120,8 +121,8 @@ def test_reproduce_ssah_cvpr18_on_paper_shaped_files(
         CLASSES,
     )
     maps = [rec["tasks"][t]["map"] for t in ("i2t", "t2i")]
-    # something was learned: both tasks beat random 16-bit codes on the same split (chance ~MEASURED_CHANCE)
-    # by at least LEARNED_MARGIN (one epoch measured +MEASURED_GAIN)
+    # something was learned: both tasks beat random 16-bit codes on the same split by LEARNED_MARGIN
+    # (measured: chance 0.454, one epoch 0.601 / 0.623)
     ds = load_dataset("mirflickr25k", data, image_features=feats)
     assert ds.content_hash() == rec["dataset"]["content_hash"]  # the data and split the record names
     chance = np.array([random_codes_map(ds, 16, seed=s) for s in range(3)])
