@@ -96,6 +96,11 @@ class HashMethod(ABC):
     inputs: ClassVar[tuple[str, ...]] = ("image", "text")  # plus "labels" when supervised
     paper: ClassVar[str] = ""
     Config: ClassVar[type] = EmptyConfig
+    #: Config overrides under which ``fit`` takes seconds and still learns on ~1,000 small synthetic pairs
+    #: (e.g. ``{"epochs": 20, "batch_size": 32}``); the shared behavioural tests (tests/test_methods_common.py)
+    #: train every registered method, plugins included, with them. Options absent here keep their defaults,
+    #: except ``verbose`` (off) and, for the tests that do not measure learning, ``epochs`` (at most 2).
+    test_config: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, bits: int, seed: int = 0, device: str | torch.device = "cpu", **config: Any) -> None:
         self.bits = check_bits(bits)
@@ -131,12 +136,15 @@ class HashMethod(ABC):
             raise CMHError(f"{self.name}: call fit() before encoding")
 
     def check_train(self, train: Any) -> None:
-        """Fail clearly when a supervised method gets no labels or a modality is missing."""
+        """Fail clearly when a supervised method gets no labels, or a modality is missing, has no columns,
+        is all zero or is the same for every row (:func:`cmh.baselines._common.check_features`)."""
+        from cmh.baselines._common import check_features  # lazy: cmh.baselines imports this module
+
         if self.supervised and getattr(train, "labels", None) is None:
             raise CMHError(f"{self.name} is supervised and needs labels; the training data has none")
         for modality in ("image", "text"):
-            if modality in self.inputs and getattr(train, modality, None) is None:
-                raise CMHError(f"{self.name} needs {modality} features; the training data has none")
+            if modality in self.inputs:
+                check_features(self.name, getattr(train, modality, None), modality)
 
     def image_input(self, pairs: Any) -> Any:
         """What ``fit``/``encode_image`` take from a part of a dataset: its image features (n, d_img).

@@ -43,6 +43,16 @@ def synthetic_small():
 
 
 @pytest.fixture(scope="module")
+def one_blas_thread():
+    """One BLAS/OpenMP thread for a test module (threadpoolctl): NumPy/SciPy-heavy tests of many small fits
+    stay fast on a busy machine (no thread oversubscription)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        yield
+
+
+@pytest.fixture(scope="module")
 def one_torch_thread():
     """One torch thread for a test module (``pytestmark = pytest.mark.usefixtures("one_torch_thread")``):
     the deep-method tests stay fast on a busy 1-2 core machine (no OpenMP spinning)."""

@@ -548,9 +548,29 @@ def test_cli_extract(image_dir, tmp_path, capsys):
     assert "3 x 1280 features" in capsys.readouterr().out
 
 
-def test_bench_extract_smoke(image_dir, tmp_path, capsys):
-    """`cmh bench extract` runs end to end on a few images (no speed assertions)."""
+def test_bench_extract_smoke(image_dir, tmp_path, capsys, monkeypatch):
+    """`cmh bench extract` runs end to end on a few images (no speed assertions); each forward pass is
+    slowed by 50 ms on purpose, and the reported rate must show it."""
+    import math
+    import time
+
+    import cmh.extract.backbones as backbones
     from cmh.cli import main
+
+    real_build = backbones.build_backbone
+
+    def slow_build(*args, **kwargs):
+        model = real_build(*args, **kwargs)
+        forward = model.forward
+
+        def slow_forward(x):
+            time.sleep(0.05)
+            return forward(x)
+
+        model.forward = slow_forward
+        return model
+
+    monkeypatch.setattr(backbones, "build_backbone", slow_build)
 
     out = tmp_path / "bench.json"
     assert (
@@ -578,7 +598,11 @@ def test_bench_extract_smoke(image_dir, tmp_path, capsys):
     )
     res = json.loads(out.read_text())
     assert [b["backbone"] for b in res["backbones"]] == ["efficientnet-lite0"]
-    assert res["backbones"][0]["forward_images_per_s"] > 0 and res["pipeline"]["images"] == 2
+    row = res["backbones"][0]
+    assert row["feature_dim"] == 1280 and res["pipeline"]["images"] == 2
+    # 2 images in one timed batch of at least 50 ms: at most 40 images/s
+    assert math.isfinite(row["forward_images_per_s"]) and 0 < row["forward_images_per_s"] <= 2 / 0.05, row
+    assert math.isfinite(res["decode_images_per_s"]) and res["decode_images_per_s"] > 0
     assert "forward images/s" in capsys.readouterr().out
 
 

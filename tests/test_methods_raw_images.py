@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ import torch
 
 from cmh.data import CrossModalDataset, fixed_split
 from cmh.errors import CMHError
+from cmh.metrics.reference import reference_map
 from cmh.registry import create_method
 from cmh.runner import run_once
 
@@ -62,10 +64,24 @@ def test_backbone_is_fine_tuned_end_to_end(photos: CrossModalDataset, name: str)
 
 
 def test_runner_records_a_raw_image_run(photos: CrossModalDataset) -> None:
+    """The record's mAP is that of the codes the run made (checked with the plain reference loop), and its
+    image codes are those a model trained the same way computes from the photos' paths."""
     torch.set_num_threads(1)
-    record = run_once("dcmh", photos, 16, seed=0, config=TINY)
+    record = run_once("dcmh", photos, 16, seed=0, config=TINY, return_codes=True)
+    codes = record.pop("_codes")
     assert record["config"]["image_backbone"] == "efficientnet-lite0"
-    assert 0 < record["tasks"]["i2t"]["map"] <= 1 and 0 < record["tasks"]["t2i"]["map"] <= 1
+    q, db = photos.part("query"), photos.part("database")
+    pairs = {
+        "i2t": (codes["query"]["image"], codes["database"]["text"]),
+        "t2i": (codes["query"]["text"], codes["database"]["image"]),
+    }
+    for task, (qb, dbb) in pairs.items():
+        assert qb.shape == (8, 16) and dbb.shape == (16, 16)
+        want = reference_map(qb, dbb, q.labels, db.labels)
+        assert record["tasks"][task]["map"] == pytest.approx(want, abs=1e-9), task
+    again = create_method("dcmh", bits=16, seed=0, **TINY).fit(photos.part("train"))
+    np.testing.assert_array_equal(again.encode_image(q.image_paths), codes["query"]["image"])
+    np.testing.assert_array_equal(again.encode_image(db.image_paths), codes["database"]["image"])
 
 
 def test_raw_image_errors(photos: CrossModalDataset, synthetic_small, tmp_path) -> None:
@@ -84,8 +100,14 @@ def test_raw_image_errors(photos: CrossModalDataset, synthetic_small, tmp_path) 
 
 
 def test_early_stopping_validates_on_pixels(photos: CrossModalDataset) -> None:
+    """Each epoch is scored on held-out photos; the model kept is the best epoch's (its image codes)."""
     torch.set_num_threads(1)
-    m = create_method("dcmh", bits=16, seed=0, **{**TINY, "epochs": 2, "val_fraction": 0.25})
+    q = photos.part("query")
+    m = create_method("dcmh", bits=16, seed=0, **{**TINY, "epochs": 3, "val_fraction": 0.25})
+    seen = []
+    m.on_epoch_end = lambda method, record: seen.append(method.encode_image(q.image_paths))
     m.fit(photos.part("train"))
-    assert len(m.history) == 2 and all(0 <= h["val_map"] <= 1 for h in m.history)
-    assert m.best_epoch in (1, 2)
+    scores = [h["val_map"] for h in m.history]
+    assert len(scores) == 3 and all(math.isfinite(s) for s in scores), scores
+    assert m.best_epoch == 1 + int(np.argmax(scores))  # the first best epoch
+    np.testing.assert_array_equal(m.encode_image(q.image_paths), seen[m.best_epoch - 1])

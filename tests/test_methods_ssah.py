@@ -107,16 +107,88 @@ def test_encode_before_fit_is_an_error():
         create_method("ssah", bits=16).encode_image(np.zeros((2, 4), dtype=np.float32))
 
 
-def test_multiscale_adapts_to_short_text():
+# -- the multi-scale text fusion (MS, §3.3): average pooling at several widths + a 1x1 conv -------------
+
+
+def hand_scale(row: list[float], width: int) -> list[float]:
+    """One MS scale by hand: average pooling with window = stride = ``width`` (a last partial window averages
+    the words it covers), then linear up-sampling back to ``len(row)`` positions (half-pixel centres, the
+    edges held constant)."""
+    d = len(row)
+    pooled = [sum(row[s : s + width]) / len(row[s : s + width]) for s in range(0, d, width)]
+    m, out = len(pooled), []
+    for i in range(d):
+        src = max((i + 0.5) * m / d - 0.5, 0.0)
+        lo = int(src)
+        hi, frac = min(lo + 1, m - 1), src - lo
+        out.append((1 - frac) * pooled[lo] + frac * pooled[hi])
+    return out
+
+
+def hand_maps(x: torch.Tensor, widths) -> list[list[list[float]]]:
+    """Per row: the input followed by one map per width."""
+    return [[list(map(float, row)), *(hand_scale(list(map(float, row)), w) for w in widths)] for row in x]
+
+
+@pytest.mark.parametrize("d", [10, 11, 23])
+def test_multiscale_each_scale_is_average_pooling_then_upsampling(d):
+    """Select one input channel of the 1x1 fusion at a time: the output is that scale's map."""
+    widths = (1, 2, 3, 5, 10)
+    ms = MultiScaleText(d, widths)
+    x = torch.rand(3, d, generator=torch.Generator().manual_seed(d), dtype=torch.float64)
+    ms = ms.double()
+    want = hand_maps(x, widths)
+    assert ms.fuse.in_channels == 1 + len(widths) and ms.fuse.kernel_size == (1,)
+    for c in range(1 + len(widths)):
+        with torch.no_grad():
+            ms.fuse.weight.zero_()
+            ms.fuse.weight[0, c, 0] = 1.0
+        got = ms(x).detach().numpy()
+        np.testing.assert_allclose(got, [rows[c] for rows in want], atol=1e-12, err_msg=f"channel {c}")
+
+
+def test_multiscale_fusion_starts_as_the_mean_of_the_scales():
+    d, widths = 10, (1, 2, 3, 5, 10)
+    x = torch.tensor(
+        [
+            [0.0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+            [5.0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            [0.5, -3, 2, 0, 0, 1, 0, 0, 0, 0],
+        ],
+        dtype=torch.float64,
+    )
+    ms = MultiScaleText(d, widths).double()
+    mean = [[sum(col) / len(col) for col in zip(*rows, strict=True)] for rows in hand_maps(x, widths)]
+    want = np.maximum(np.array(mean), 0)  # the fusion is followed by a ReLU
+    np.testing.assert_allclose(ms(x).detach().numpy(), want, atol=1e-12)
+    assert (np.array(mean) < 0).any()  # the third row checks the ReLU
+    # several output channels: each starts as the same mean; the output is (n, channels * d)
+    ms3 = MultiScaleText(d, widths, out_channels=3).double()
+    out = ms3(x).detach().numpy()
+    assert out.shape == (3, 3 * d) and ms3.out_dim == 3 * d
+    np.testing.assert_allclose(out, np.tile(want, 3), atol=1e-12)
+
+
+def test_multiscale_clamps_widths_longer_than_the_text():
     assert clamp_widths((50, 30, 15, 10, 5), 10) == (10, 10, 10, 10, 5)
-    ms = MultiScaleText(10, (1, 2, 3, 5, 10))
-    x = torch.rand(4, 10)
-    out = ms(x)
-    assert out.shape == (4, 10)
-    # at initialisation the fusion is the mean of the scales; a width-10 pool is the global mean
-    pooled = torch.nn.functional.avg_pool1d(x.unsqueeze(1), 10).squeeze(1)
-    assert torch.allclose(ms.widths[-1] * 0 + pooled, x.mean(1, keepdim=True))
-    assert torch.all(out >= 0)
+    ms = MultiScaleText(10, (50, 30, 15, 10, 5))
+    assert ms.widths == (10, 10, 10, 10, 5)
+    x = torch.rand(4, 10, dtype=torch.float64)
+    with torch.no_grad():
+        ms = ms.double()
+        ms.fuse.weight.zero_()
+        ms.fuse.weight[0, 1, 0] = 1.0  # the first (clamped) scale: one global average
+    np.testing.assert_allclose(
+        ms(x).detach().numpy(), x.mean(1, keepdim=True).expand(4, 10).numpy(), atol=1e-12
+    )
+
+
+def test_ssah_text_net_uses_the_papers_scales_and_learns_the_fusion(fitted):
+    """The paper variant pools at widths 1, 2, 3, 5, 10 (§3.6) and training moves the 1x1 fusion off the mean."""
+    ms = fitted.nets["txt"].trunk[0]
+    assert isinstance(ms, MultiScaleText) and ms.widths == (1, 2, 3, 5, 10)
+    assert ms.out_dim == 100  # synthetic_small's text is 100-d
+    assert not torch.allclose(ms.fuse.weight, torch.full_like(ms.fuse.weight, 1 / 6))
 
 
 def test_pairwise_losses_are_stable_for_large_theta():

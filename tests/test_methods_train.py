@@ -138,16 +138,28 @@ def test_validation_early_stopping(synthetic_small, monkeypatch):
 
 
 def test_bench_deep_smoke(tmp_path, monkeypatch):
-    """``cmh bench deep`` runs end to end at a tiny shape (scores faked: this checks the plumbing)."""
+    """``cmh bench deep`` runs end to end at a tiny shape (scores faked: this checks the plumbing), and its
+    timings add up: every epoch is slowed by 50 ms on purpose, and must show it."""
     import json
+    import math
     import sys
+    import time
     import types
 
     from cmh.cli import main
+    from cmh.methods.dcmh import DCMH
+    from cmh.methods.ssah import SSAH
 
     fake = types.ModuleType("cmh.metrics")
     fake.evaluate = lambda q, d, ql, dl, **kw: {"map": float((q[:, 0] == 1).mean())}
     monkeypatch.setitem(sys.modules, "cmh.metrics", fake)
+    for cls in (SSAH, DCMH):
+
+        def slowed(self, epoch, ctx, _train=cls._train_epoch):
+            time.sleep(0.05)
+            return _train(self, epoch, ctx)
+
+        monkeypatch.setattr(cls, "_train_epoch", slowed)
     out = tmp_path / "bench.json"
     argv = [
         "bench",
@@ -165,7 +177,7 @@ def test_bench_deep_smoke(tmp_path, monkeypatch):
         "--bits",
         "16",
         "--ssah-epochs",
-        "1",
+        "2",
         "--dcmh-epochs",
         "1",
         "--threads",
@@ -184,4 +196,14 @@ def test_bench_deep_smoke(tmp_path, monkeypatch):
     assert main(argv) == 0
     data = json.loads(out.read_text())
     assert set(data["runs"]) == {"ssah", "dcmh"}
-    assert data["runs"]["ssah"]["s_per_epoch"] >= 0 and len(data["runs"]["dcmh"]["curve"]) == 1
+    for name, epochs in (("ssah", 2), ("dcmh", 1)):
+        r = data["runs"][name]
+        assert r["epochs"] == epochs and [c["epoch"] for c in r["curve"]] == list(range(1, epochs + 1))
+        seconds = [c["seconds"] for c in r["curve"]]
+        assert all(math.isfinite(x) and x >= 0.05 for x in seconds), seconds  # the 50 ms delay is timed
+        assert r["train_s"] == pytest.approx(sum(seconds), abs=0.011)
+        assert r["s_per_epoch"] == pytest.approx(r["train_s"] / epochs, abs=0.011)
+        assert r["train_s"] <= r["wall_s"] + 0.011  # the wall time also covers set-up and evaluation
+        for c in r["curve"]:
+            assert c["map"] == pytest.approx((c["i2t"] + c["t2i"]) / 2)
+        assert r["final_map"] == r["curve"][-1]["map"]

@@ -1,7 +1,9 @@
-"""cmh.metrics.evaluate against sklearn's AP (stable tie order) and the per-query NumPy reference."""
+"""cmh.metrics.evaluate against sklearn (AP and NDCG, stable tie order), the per-query NumPy reference, and
+brute-force loops on tiny cases (precision/recall by Hamming radius, tie-averaged AP over every tie order)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -9,7 +11,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sklearn.metrics import average_precision_score
+from sklearn.metrics import average_precision_score, ndcg_score
 
 from cmh.errors import CMHError
 from cmh.metrics import RetrievalEvaluator, evaluate
@@ -54,18 +56,7 @@ def check_against_reference(q, db, ql, dbl, **kw):
         for k in NDCG:
             assert r[f"ndcg@{k}"] == pytest.approx(ref[f"ndcg@{k}"].mean(), abs=1e-9)
         np.testing.assert_allclose(r["p_at_n"]["precision"], ref["p_at_n"].mean(0), atol=1e-12)
-        cum, relcum, n_rel = ref["cum"], ref["relcum"], ref["n_rel"]
-        ok = cum > 0
-        prec = np.where(ok, relcum / np.maximum(cum, 1), 0).sum(0) / np.maximum(ok.sum(0), 1)
-        np.testing.assert_allclose(r["pr_radius"]["precision"], prec, atol=1e-12)
-        np.testing.assert_array_equal(r["pr_radius"]["n_empty"], (~ok).sum(0))
-        if (n_rel > 0).any():
-            np.testing.assert_allclose(
-                r["pr_radius"]["recall"], (relcum[n_rel > 0] / n_rel[n_rel > 0, None]).mean(0), atol=1e-12
-            )
-        r2 = min(2, q.shape[1])
-        assert r["p_r2"] == pytest.approx(prec[r2] if ok[:, r2].any() else 0.0, abs=1e-12)
-        assert r["n_zero_relevance"] == int((n_rel == 0).sum())
+        assert r["n_zero_relevance"] == int((ref["n_rel"] == 0).sum())
     return r
 
 
@@ -89,6 +80,128 @@ def test_matches_sklearn_stable_order(bits):
 )
 def test_matches_reference(nq, n, bits, classes):
     check_against_reference(*make(nq, n, bits, classes, seed=n, flip=0.2))
+
+
+# -- brute force on tiny cases: plain loops, no shared code with cmh.metrics ----------------------------
+
+
+def hamming(a, b) -> int:
+    return sum(int(x != y) for x, y in zip(a, b, strict=True))
+
+
+def relevant(qlab, dblab) -> bool:
+    return any(x and y for x, y in zip(qlab, dblab, strict=True))
+
+
+def ap_of_order(order, rel) -> float:
+    """AP of one ranking (``order`` = database indices, best first); 0 when nothing is relevant."""
+    hits, total = 0, 0.0
+    for pos, j in enumerate(order, start=1):
+        if rel[j]:
+            hits += 1
+            total += hits / pos
+    r = sum(rel)
+    return total / r if r else 0.0
+
+
+def brute_pr_radius(q, db, ql, dbl):
+    """Per radius r = 0..K: precision of the items within r (averaged over queries that retrieve one, 0.0
+    when none does), recall (over queries with a relevant item), and the number of empty queries."""
+    nq, bits = q.shape
+    prec, rec, empty = [], [], []
+    for r in range(bits + 1):
+        ps, rs, n_empty = [], [], 0
+        for i in range(nq):
+            got = rel_got = n_rel = 0
+            for j in range(len(db)):
+                rel = relevant(ql[i], dbl[j])
+                n_rel += rel
+                if hamming(q[i], db[j]) <= r:
+                    got += 1
+                    rel_got += rel
+            if got:
+                ps.append(rel_got / got)
+            else:
+                n_empty += 1
+            if n_rel:
+                rs.append(rel_got / n_rel)
+        prec.append(sum(ps) / len(ps) if ps else 0.0)
+        rec.append(sum(rs) / len(rs) if rs else 0.0)
+        empty.append(n_empty)
+    return prec, rec, empty
+
+
+@pytest.mark.parametrize(
+    ("nq", "n", "bits", "classes", "seed", "density", "flip"),
+    [
+        (1, 1, 8, 1, 0, 0.5, 0.0),
+        (4, 30, 8, 3, 1, 0.3, 0.2),
+        (6, 25, 12, 2, 2, 0.4, 0.0),  # random codes: nothing within radius 0 or 1
+        (5, 40, 6, 5, 3, 0.08, 0.3),  # sparse labels: queries without any relevant item
+    ],
+)
+def test_pr_radius_matches_brute_force(nq, n, bits, classes, seed, density, flip):
+    q, db, ql, dbl = make(nq, n, bits, classes, seed=seed, density=density, flip=flip)
+    prec, rec, empty = brute_pr_radius(q, db, ql, dbl)
+    for force in (False, True):
+        r = evaluate(q, db, ql, dbl, metrics=["pr_radius", "p_r2"], _force_torch=force)["pr_radius"]
+        assert r["radius"] == list(range(bits + 1))
+        np.testing.assert_allclose(r["precision"], prec, atol=1e-12)
+        np.testing.assert_allclose(r["recall"], rec, atol=1e-12)
+        assert r["n_empty"] == empty
+        p2 = evaluate(q, db, ql, dbl, metrics=["p_r2"], _force_torch=force)
+        assert p2["p_r2"] == pytest.approx(prec[min(2, bits)], abs=1e-12)
+        assert p2["p_r2_n_empty"] == empty[min(2, bits)]
+
+
+def test_pr_radius_brute_force_cases_cover_the_edge_cases():
+    """The cases above include radii where every query is empty and queries with no relevant item."""
+    q, db, ql, dbl = make(6, 25, 12, 2, seed=2, density=0.4)
+    assert brute_pr_radius(q, db, ql, dbl)[2][0] == 6
+    q, db, ql, dbl = make(5, 40, 6, 5, seed=3, density=0.08, flip=0.3)
+    assert any(not any(relevant(ql[i], dbl[j]) for j in range(40)) for i in range(5))
+
+
+def test_map_tie_avg_is_the_mean_ap_over_every_order_of_tied_items():
+    """Enumerate every ranking of 7 items that sorts them by distance (all orders inside each tie group):
+    the mean of their APs is the tie-averaged AP."""
+    nq, n = 3, 7
+    spread = []
+    for seed, force in itertools.product(range(6), (False, True)):
+        q, db, ql, dbl = make(nq, n, 4, 3, seed=seed, density=0.4, flip=0.3)
+        r = evaluate(q, db, ql, dbl, metrics=["map_tie_avg"], return_per_query=True, _force_torch=force)
+        want = []
+        for i in range(nq):
+            d = [hamming(q[i], db[j]) for j in range(n)]
+            rel = [relevant(ql[i], dbl[j]) for j in range(n)]
+            aps = [
+                ap_of_order(order, rel)
+                for order in itertools.permutations(range(n))
+                if all(d[a] <= d[b] for a, b in itertools.pairwise(order))
+            ]
+            want.append(sum(aps) / len(aps))
+            spread.append(max(aps) - min(aps))
+        np.testing.assert_allclose(r["ap_tie_avg_per_query"], want, atol=1e-12)
+        assert r["map_tie_avg"] == pytest.approx(sum(want) / nq, abs=1e-12)
+    assert max(spread) > 0.05  # the ties are real: the order inside a tie group changes AP
+
+
+@pytest.mark.parametrize(
+    ("nq", "n", "bits", "classes", "seed"), [(5, 2, 8, 3, 0), (8, 60, 8, 4, 1), (4, 300, 16, 6, 2)]
+)
+def test_ndcg_matches_sklearn(nq, n, bits, classes, seed):
+    """sklearn's NDCG with gains 2^g - 1 (g = shared labels) and scores encoding cmh's order (distance,
+    then database index; ``ignore_ties=True`` since the scores have no ties)."""
+    q, db, ql, dbl = make(nq, n, bits, classes, seed=seed, density=0.35, flip=0.2)
+    d = 0.5 * (bits - q.astype(np.float64) @ db.astype(np.float64).T)  # (nq, n)
+    gains = 2.0 ** (ql.astype(np.float64) @ dbl.astype(np.float64).T) - 1
+    scores = -(d * n + np.arange(n))
+    ks = (1, 2, 5, 40, n + 3)
+    for force in (False, True):
+        r = evaluate(q, db, ql, dbl, metrics=["ndcg@k"], ndcg_k=ks, _force_torch=force)
+        for k in ks:
+            want = ndcg_score(gains, scores, k=k, ignore_ties=True)
+            assert r[f"ndcg@{k}"] == pytest.approx(want, abs=1e-12), (k, force)
 
 
 def test_zero_relevance_queries_counted_as_zero():

@@ -123,6 +123,8 @@ class CMSSH(HashMethod):
         "learning using similarity-sensitive hashing. CVPR 2010, pp. 3594-3601"
     )
     Config: ClassVar[type] = CMSSHConfig
+    #: unit tests: 3,000 sampled pairs instead of 10,000 (see HashMethod.test_config)
+    test_config: ClassVar[dict[str, Any]] = {"pairs": 3000}
 
     def fit(self, train: Any) -> CMSSH:
         """Boost ``bits`` weak learners on cross-modal pairs sampled from ``train``."""

@@ -32,7 +32,7 @@ defaults stay the paper's.
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -64,6 +64,8 @@ class DCMH(DeepHashMethod):
 
     paper: ClassVar[str] = "Q.-Y. Jiang, W.-J. Li. Deep Cross-Modal Hashing. CVPR 2017, pp. 3232-3240."
     Config: ClassVar[type] = DCMHConfig
+    #: unit tests: DCMH needs many small-batch epochs to move off chance (see HashMethod.test_config)
+    test_config: ClassVar[dict[str, Any]] = {"epochs": 40, "batch_size": 32, "lr": 0.1, "txt_hidden": 256}
 
     def _build_nets(self, dims: dict[str, int]) -> dict[str, nn.Module]:
         cfg, k = self.cfg, self.bits

@@ -149,6 +149,16 @@ class SSAH(DeepHashMethod):
         "Cross-Modal Retrieval. CVPR 2018."
     )
     Config: ClassVar[type] = SSAHConfig
+    #: unit tests: narrow networks, small batches, a faster LabNet (see HashMethod.test_config)
+    test_config: ClassVar[dict[str, Any]] = {
+        "epochs": 10,
+        "batch_size": 32,
+        "lab_hidden": 256,
+        "txt_hidden": 256,
+        "feature_dim": 128,
+        "disc_hidden": (64, 32),
+        "lr_lab": 1e-3,
+    }
 
     def __init__(self, bits: int, seed: int = 0, device: str | torch.device = "cpu", **config: Any) -> None:
         super().__init__(bits=bits, seed=seed, device=device, **config)
