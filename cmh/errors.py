@@ -22,3 +22,8 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """Return ``" (did you mean 'x'?)"`` for the closest choice, or ``""`` if nothing is close."""
     close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.5)
     return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+class UninformativeBitsWarning(UserWarning):
+    """Some code bits carry no information: more bits were requested than the method has informative
+    projections, or bits came out constant over the training items."""

@@ -47,7 +47,7 @@ import scipy.linalg
 import scipy.sparse as sp
 
 from cmh.base import sign_codes
-from cmh.errors import CMHError
+from cmh.errors import CMHError, UninformativeBitsWarning
 
 __all__ = [
     "Centred",
@@ -71,10 +71,6 @@ __all__ = [
     "unwhiten",
     "whitened_cross",
 ]
-
-
-class UninformativeBitsWarning(UserWarning):
-    """More code bits were requested than the method has informative projections."""
 
 
 # -- inputs ---------------------------------------------------------------------------------------

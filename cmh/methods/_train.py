@@ -55,6 +55,7 @@ import os
 import random
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -66,7 +67,7 @@ from torch import nn
 
 from cmh._atomic import atomic_path
 from cmh.base import HashMethod, sign_codes
-from cmh.errors import CMHError
+from cmh.errors import CMHError, UninformativeBitsWarning
 from cmh.methods import _dist
 
 FORMAT = "cmh-deep-v1"
@@ -353,9 +354,28 @@ class DeepHashMethod(HashMethod):
         prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
         torch.use_deterministic_algorithms(True, warn_only=True)
         try:
-            return self._fit(train, labels_np, fingerprint)
+            self._fit(train, labels_np, fingerprint)
         finally:
             torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn)
+        if not self.raw_images:  # (pixels would mean another pass of the backbone over the training set)
+            self._warn_constant_bits(train)
+        return self
+
+    def _warn_constant_bits(self, train: Any) -> None:
+        """Warn (never silently) when bits come out constant over the training images or texts, as they do
+        for an under-trained network; ``constant_bits_`` lists them."""
+        const = np.zeros(self.bits, dtype=bool)
+        for codes in (self.encode_image(train.image), self.encode_text(train.text)):
+            const |= np.all(codes == codes[:1], axis=0)
+        self.constant_bits_ = np.flatnonzero(const)
+        if const.any():
+            warnings.warn(
+                f"{self.name}: {int(const.sum())} of the {self.bits} bits are constant over the training "
+                f"images or texts after {self.epochs_done} epochs, so they do not affect the ranking; "
+                "train longer (--set epochs=...) or use fewer bits",
+                UninformativeBitsWarning,
+                stacklevel=3,
+            )
 
     def _fit(self, train: Any, labels_np: np.ndarray, fingerprint: str) -> DeepHashMethod:
         cfg, dev = self.cfg, self.device
