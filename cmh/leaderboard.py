@@ -33,7 +33,7 @@ PLOTS_MANIFEST = "plots.json"
 FIGURE_BITS = 16
 #: file types this command owns inside the output folder (others are never touched)
 _OWNED_SUFFIXES = {".md", ".png", ".csv", ".json"}
-_REGENERATE = "scripts/build_coco_mini.sh && cmh sweep leaderboard && cmh leaderboard"
+_REGENERATE = "scripts/build_coco_mini.sh && cmh sweep leaderboard && cmh gallery && cmh leaderboard"
 
 
 def _mean_curve(
