@@ -1,0 +1,264 @@
+"""Compiled (numba) single-scan kernel behind :func:`cmh.metrics.evaluate` on the CPU, and the floor kernel.
+
+One scan per query over the bit-packed database, in index order, computes the Hamming distance ``d`` (popcount of
+XOR), the relevance (any shared label: AND of packed label words; the grade = popcount of the AND when NDCG is
+asked for), the per-distance histograms of all and of relevant items, and, for every relevant item, the number
+``a`` of items at its own distance that precede it (the histogram count at that moment). After the scan, with
+``B_d`` = items at distances < d and ``RB_d`` = relevant items at distances < d, the stable rank (ties by index) of
+a relevant item and the hits at it are ``rank = B_d + a + 1`` and ``hits = RB_d + r + 1`` (``r`` = relevant items
+at its distance before it): AP·R = Σ hits / rank (DESIGN §3's sort-free stable mAP; no sort anywhere).
+
+Sharding: ``B_d`` and ``RB_d`` can be passed in (per query and distance) — all items at smaller distances in every
+shard plus those at distance d in earlier shards — so a shard's relevant items get their *global* ranks, and every
+output below is additive over shards, with exact arithmetic, so a sharded evaluation equals the single-process one
+bit for bit:
+
+- ``apfix`` (nq, 2): Σ hits/rank as fixed point (integer part, multiple of 2^-52 rest), each term rounded to 2^-52;
+- ``pcnt`` (nq, P): relevant items with ``rank <= probes[p]`` (the hits at every probe; probes sorted);
+- ``term`` (nq, kt) / ``gain`` (nq, kn): hits/rank and (2^g - 1)/log2(rank + 1) stored at position rank - 1 for
+  ranks within the top kt / kn (ranks are unique, so shards fill disjoint cells);
+- ``hist``/``relh`` (nq, K+1), ``ghist`` (nq, c+1): per-distance and per-grade counts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange, types
+from numba.extending import intrinsic
+
+#: 2**52: fixed-point scale of the AP sums (terms are in (0, 1])
+FIX_SCALE = 4503599627370496.0
+_FIX_MASK = (1 << 52) - 1
+
+
+@intrinsic
+def _popcount(typingctx, x):  # noqa: ARG001 - numba intrinsic signature
+    """LLVM ``ctpop`` of a uint64 as int64 (one POPCNT instruction on x86-64)."""
+    sig = types.int64(types.uint64)
+
+    def codegen(context, builder, signature, args):
+        return builder.ctpop(args[0])
+
+    return sig, codegen
+
+
+@njit(inline="always")
+def _distance(qc, dbc, i, j, wm):
+    """Hamming distance of query i and item j; ``wm`` is a tuple of W zeros, so that W is a compile-time constant
+    (numba specialises on the tuple's length; the word loop is unrolled)."""
+    x = 0
+    for w in range(len(wm)):
+        x += _popcount(qc[i, w] ^ dbc[j, w])
+    return x
+
+
+@njit(inline="always")
+def _grade(ql, dbl, i, j, lm, gm):
+    """Shared labels when ``gm`` is a non-empty tuple (graded), else 1/0 for any shared label (``lm``: as ``wm``)."""
+    g = 0
+    if len(gm):
+        for w in range(len(lm)):
+            g += _popcount(ql[i, w] & dbl[j, w])
+    else:
+        for w in range(len(lm)):
+            if ql[i, w] & dbl[j, w] != 0:
+                g = 1
+    return g
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def scan_kernel(
+    qc, dbc, ql, dbl, wm, lm, gm, om, off_all, off_rel, probes, disc, hist, relh, ghist, apfix, pcnt, term, gain
+):  # pragma: no cover - compiled; exercised through evaluate()
+    """Fill the per-query outputs (see the module docstring) for queries ``qc`` against database ``dbc``.
+
+    qc (nq, W), dbc (n, W): uint64 packed codes; ql (nq, L), dbl (n, L): uint64 packed labels; ``wm``/``lm``:
+    tuples of W / L zeros (compile-time widths); ``gm`` non-empty: count shared labels (NDCG); ``om`` non-empty:
+    compute the rank outputs (else counts only) — :func:`markers` builds them. ``off_all``/``off_rel`` (nq, K+1)
+    int64: given B_d / RB_d, or shape (0, 0) to take them from this scan's own histograms. Outputs are
+    zero-initialised by the caller. Queries run in parallel (numba ``prange``, ``numba.set_num_threads``)."""
+    nq = qc.shape[0]
+    n = dbc.shape[0]
+    graded = len(gm) > 0
+    order = len(om) > 0
+    k1 = hist.shape[1]
+    nprobe = probes.shape[0]
+    kt = term.shape[1]
+    kn = gain.shape[1]
+    given = off_all.shape[0] > 0
+    big = np.int64(1) << 62
+    nblocks = min(nq, 64)
+    for blk in prange(nblocks):
+        buf = np.empty(n if order else 0, np.int64)
+        hc = np.empty(2 * k1, np.int64)
+        offa = np.empty(k1, np.int64)
+        offr = np.empty(k1, np.int64)
+        seen = np.empty(k1, np.int64)
+        ptr = np.empty(k1, np.int64)
+        nxt = np.empty(k1, np.int64)
+        dif = np.empty(nprobe, np.int64)
+        for i in range(blk * nq // nblocks, (blk + 1) * nq // nblocks):
+            # branch-free scans (relevance is a coin flip for the branch predictor)
+            for t in range(2 * k1):
+                hc[t] = 0
+            nb = 0
+            if order:  # every item's entry is written to buf, the position only advances for relevant ones
+                for j in range(n):
+                    x = _distance(qc, dbc, i, j, wm)
+                    g = _grade(ql, dbl, i, j, lm, gm)
+                    a = hc[x]
+                    buf[nb] = (a << 32) | (x << 16) | g
+                    nb += np.int64(g > 0)
+                    hc[x] = a + 1
+                    if graded:
+                        ghist[i, g] += 1
+            else:  # counts only: hc[2d + rel]
+                for j in range(n):
+                    x = _distance(qc, dbc, i, j, wm)
+                    g = _grade(ql, dbl, i, j, lm, gm)
+                    hc[2 * x + np.int64(g > 0)] += 1
+                    if graded:
+                        ghist[i, g] += 1
+                for d in range(k1):
+                    hist[i, d] = hc[2 * d] + hc[2 * d + 1]
+                    relh[i, d] = hc[2 * d + 1]
+                continue
+            for d in range(k1):
+                hist[i, d] = hc[d]
+                seen[d] = 0
+            for b in range(nb):
+                seen[(buf[b] >> 16) & 0xFFFF] += 1
+            for d in range(k1):
+                relh[i, d] = seen[d]
+            if given:
+                for d in range(k1):
+                    offa[d] = off_all[i, d]
+                    offr[d] = off_rel[i, d]
+            else:
+                acc = 0
+                racc = 0
+                for d in range(k1):
+                    offa[d] = acc
+                    offr[d] = racc
+                    acc += hc[d]
+                    racc += seen[d]
+            # probe p's count (relevant items with rank <= probes[p]) = Σ_d of the relevant items at d seen
+            # when d's ranks pass probes[p] (rare events), plus d's total for the probes it never passes
+            for d in range(k1):
+                p = np.searchsorted(probes, offa[d] + 1)
+                ptr[d] = p
+                nxt[d] = probes[p] if p < nprobe else big
+                seen[d] = 0
+            pc = pcnt[i]
+            hi = 0
+            lo = 0
+            for b in range(nb):
+                v = buf[b]
+                x = (v >> 16) & 0xFFFF
+                r = seen[x]
+                seen[x] = r + 1
+                rank = offa[x] + (v >> 32) + 1
+                t = (offr[x] + r + 1) / rank
+                lo += np.int64(t * FIX_SCALE + 0.5)
+                if lo >= 4611686018427387904:  # 2**62: carry into the integer part
+                    hi += lo >> 52
+                    lo &= _FIX_MASK
+                if rank > nxt[x]:
+                    p = ptr[x]
+                    while p < nprobe and probes[p] < rank:
+                        pc[p] += r
+                        p += 1
+                    ptr[x] = p
+                    nxt[x] = probes[p] if p < nprobe else big
+                if rank <= kt:
+                    term[i, rank - 1] = t
+                if rank <= kn:
+                    gain[i, rank - 1] = (2.0 ** (v & 0xFFFF) - 1.0) * disc[rank - 1]
+            for p in range(nprobe):
+                dif[p] = 0
+            for d in range(k1):
+                if ptr[d] < nprobe:
+                    dif[ptr[d]] += seen[d]
+            run = 0
+            for p in range(nprobe):  # d's total counts for every probe from the first it never passed
+                run += dif[p]
+                pc[p] += run
+            apfix[i, 0] = hi + (lo >> 52)
+            apfix[i, 1] = lo & _FIX_MASK
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def floor_kernel(qc, dbc, ql, dbl, wm, lm, out):  # pragma: no cover - compiled
+    """The floor of any exact evaluation: popcount distance, any-shared-label relevance and one histogram of
+    ``2·d + rel`` per query (out (nq, 2(K+1)) int64, zero-initialised) — nothing else."""
+    nq = qc.shape[0]
+    n = dbc.shape[0]
+    for i in prange(nq):
+        o = out[i]
+        for j in range(n):
+            o[2 * _distance(qc, dbc, i, j, wm) + _grade(ql, dbl, i, j, lm, ())] += 1
+
+
+def pack_rows(x: np.ndarray, bits: int | None = None) -> np.ndarray:
+    """(n, m) ±1 codes / 0-1 labels (bit = ``x > 0``), or (n, ceil(bits/8)) uint8 rows already packed with
+    ``np.packbits(codes > 0, axis=1)`` when ``bits`` is given, as C-contiguous (n, ceil(m/64)) uint64 words.
+
+    The bit order inside a word is irrelevant to popcounts of XOR/AND as long as both sides are packed alike
+    (padding bits are zero on both)."""
+    by = x if bits is not None else np.packbits(x > 0, axis=1)
+    n, nbytes = by.shape
+    words = max(1, -(-nbytes // 8))
+    out = np.zeros((n, words * 8), dtype=np.uint8)
+    out[:, :nbytes] = by
+    return out.view(np.uint64)
+
+
+def markers(words: int, label_words: int, graded: bool, order: bool) -> tuple[tuple[int, ...], ...]:
+    """The compile-time marker tuples ``wm, lm, gm, om`` of :func:`scan_kernel` (one compiled variant each)."""
+    return (0,) * words, (0,) * label_words, (0,) if graded else (), (0,) if order else ()
+
+
+def run_scan(
+    qc: np.ndarray,
+    dbc: np.ndarray,
+    ql: np.ndarray,
+    dbl: np.ndarray,
+    bits: int,
+    nclass: int,
+    *,
+    graded: bool,
+    order: bool,
+    probes: np.ndarray,
+    kt: int,
+    kn: int,
+    offsets: tuple[np.ndarray, np.ndarray] | None = None,
+) -> dict[str, np.ndarray]:
+    """Allocate the outputs and run :func:`scan_kernel` on packed words (see :func:`pack_rows`); returns
+    ``hist``, ``relh``, ``ghist``, ``apfix``, ``pcnt``, ``term``, ``gain`` (module docstring). ``offsets``: the
+    (B_d, RB_d) arrays (nq, K+1) of a shard, None for a whole database. Threads: ``numba.set_num_threads``."""
+    nq = qc.shape[0]
+    k1 = bits + 1
+    probes = np.ascontiguousarray(probes, dtype=np.int64)
+    out = {
+        "hist": np.zeros((nq, k1), np.int64),
+        "relh": np.zeros((nq, k1), np.int64),
+        "ghist": np.zeros((nq, nclass + 1 if graded else 0), np.int64),
+        "apfix": np.zeros((nq, 2), np.int64),
+        "pcnt": np.zeros((nq, probes.size), np.int64),
+        "term": np.zeros((nq, kt if order else 0)),
+        "gain": np.zeros((nq, kn if order else 0)),
+    }
+    disc = 1.0 / np.log2(np.arange(2, kn + 2, dtype=np.float64))
+    none = np.zeros((0, 0), np.int64)
+    off_all, off_rel = (none, none) if offsets is None else (np.ascontiguousarray(o, np.int64) for o in offsets)
+    wm, lm, gm, om = markers(qc.shape[1], ql.shape[1], graded, order)
+    if dbc.shape[0]:
+        scan_kernel(qc, dbc, ql, dbl, wm, lm, gm, om, off_all, off_rel, probes, disc, *out.values())
+    return out
+
+
+def run_floor(qc: np.ndarray, dbc: np.ndarray, ql: np.ndarray, dbl: np.ndarray, bits: int) -> np.ndarray:
+    """:func:`floor_kernel` on packed words: (nq, K+1, 2) counts of [non-relevant, relevant] per distance."""
+    out = np.zeros((qc.shape[0], 2 * (bits + 1)), np.int64)
+    floor_kernel(qc, dbc, ql, dbl, (0,) * qc.shape[1], (0,) * ql.shape[1], out)
+    return out.reshape(qc.shape[0], bits + 1, 2)
