@@ -68,7 +68,25 @@ def _grade(ql, dbl, i, j, lm, gm):
 
 @njit(parallel=True, cache=True, nogil=True)
 def scan_kernel(
-    qc, dbc, ql, dbl, wm, lm, gm, om, off_all, off_rel, probes, disc, hist, relh, ghist, apfix, pcnt, term, gain
+    qc,
+    dbc,
+    ql,
+    dbl,
+    wm,
+    lm,
+    gm,
+    om,
+    off_all,
+    off_rel,
+    probes,
+    disc,
+    hist,
+    relh,
+    ghist,
+    apfix,
+    pcnt,
+    term,
+    gain,
 ):  # pragma: no cover - compiled; exercised through evaluate()
     """Fill the per-query outputs (see the module docstring) for queries ``qc`` against database ``dbc``.
 
@@ -250,7 +268,9 @@ def run_scan(
     }
     disc = 1.0 / np.log2(np.arange(2, kn + 2, dtype=np.float64))
     none = np.zeros((0, 0), np.int64)
-    off_all, off_rel = (none, none) if offsets is None else (np.ascontiguousarray(o, np.int64) for o in offsets)
+    off_all, off_rel = (
+        (none, none) if offsets is None else (np.ascontiguousarray(o, np.int64) for o in offsets)
+    )
     wm, lm, gm, om = markers(qc.shape[1], ql.shape[1], graded, order)
     if dbc.shape[0]:
         scan_kernel(qc, dbc, ql, dbl, wm, lm, gm, om, off_all, off_rel, probes, disc, *out.values())

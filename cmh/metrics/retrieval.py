@@ -27,7 +27,6 @@ import torch
 
 from cmh.errors import CMHError
 
-
 ALL_METRICS = ("map", "map@k", "map_tie_avg", "pr_radius", "p_at_n", "p_r2", "ndcg@k")
 _ORDER_METRICS = {"map", "map@k", "p_at_n", "ndcg@k"}
 _COUNT_METRICS = {"map_tie_avg", "pr_radius", "p_r2"}
@@ -277,7 +276,8 @@ def kernel_plan(
     """What the compiled scan computes for these metrics over ``n`` items: ``graded``, ``order``, the sorted
     ``probes`` (clipped k of map@k and n of P@n), ``kt``/``kn`` (top ranks kept for map@k / NDCG@k)."""
     probes = sorted(
-        {min(k, n) for k in (topk if "map@k" in want else [])} | {min(m, n) for m in (pn if "p_at_n" in want else [])}
+        {min(k, n) for k in (topk if "map@k" in want else [])}
+        | {min(m, n) for m in (pn if "p_at_n" in want else [])}
     )
     return {
         "graded": "ndcg@k" in want,
