@@ -44,23 +44,29 @@ def _popcount(typingctx, x):  # noqa: ARG001 - numba intrinsic signature
 
 @njit(inline="always")
 def _distance(qc, dbc, i, j, wm):
-    """Hamming distance of query i and item j; ``wm`` is a tuple of W zeros, so that W is a compile-time constant
-    (numba specialises on the tuple's length; the word loop is unrolled)."""
+    """Hamming distance of query i and item j. ``wm``: a tuple of W zeros makes the word count W a compile-time
+    constant (numba specialises on the tuple's length; the word loop is unrolled); ``()`` = read it at run time."""
+    nw = len(wm)
+    if nw == 0:
+        nw = qc.shape[1]
     x = 0
-    for w in range(len(wm)):
+    for w in range(nw):
         x += _popcount(qc[i, w] ^ dbc[j, w])
     return x
 
 
 @njit(inline="always")
-def _grade(ql, dbl, i, j, lm, gm):
-    """Shared labels when ``gm`` is a non-empty tuple (graded), else 1/0 for any shared label (``lm``: as ``wm``)."""
+def _grade(ql, dbl, i, j, lm, graded):
+    """Shared labels (``graded``), else 1/0 for any shared label; ``lm`` as ``wm`` of :func:`_distance`."""
+    nl = len(lm)
+    if nl == 0:
+        nl = ql.shape[1]
     g = 0
-    if len(gm):
-        for w in range(len(lm)):
+    if graded:
+        for w in range(nl):
             g += _popcount(ql[i, w] & dbl[j, w])
     else:
-        for w in range(len(lm)):
+        for w in range(nl):
             if ql[i, w] & dbl[j, w] != 0:
                 g = 1
     return g
@@ -74,8 +80,8 @@ def scan_kernel(
     dbl,
     wm,
     lm,
-    gm,
-    om,
+    graded,
+    order,
     off_all,
     off_rel,
     probes,
@@ -91,14 +97,12 @@ def scan_kernel(
     """Fill the per-query outputs (see the module docstring) for queries ``qc`` against database ``dbc``.
 
     qc (nq, W), dbc (n, W): uint64 packed codes; ql (nq, L), dbl (n, L): uint64 packed labels; ``wm``/``lm``:
-    tuples of W / L zeros (compile-time widths); ``gm`` non-empty: count shared labels (NDCG); ``om`` non-empty:
-    compute the rank outputs (else counts only) — :func:`markers` builds them. ``off_all``/``off_rel`` (nq, K+1)
+    width markers (:func:`width_marker`); ``graded``: count shared labels (NDCG); ``order``: compute the rank
+    outputs (else counts only). ``off_all``/``off_rel`` (nq, K+1)
     int64: given B_d / RB_d, or shape (0, 0) to take them from this scan's own histograms. Outputs are
     zero-initialised by the caller. Queries run in parallel (numba ``prange``, ``numba.set_num_threads``)."""
     nq = qc.shape[0]
     n = dbc.shape[0]
-    graded = len(gm) > 0
-    order = len(om) > 0
     k1 = hist.shape[1]
     nprobe = probes.shape[0]
     kt = term.shape[1]
@@ -123,7 +127,7 @@ def scan_kernel(
             if order:  # every item's entry is written to buf, the position only advances for relevant ones
                 for j in range(n):
                     x = _distance(qc, dbc, i, j, wm)
-                    g = _grade(ql, dbl, i, j, lm, gm)
+                    g = _grade(ql, dbl, i, j, lm, graded)
                     a = hc[x]
                     buf[nb] = (a << 32) | (x << 16) | g
                     nb += np.int64(g > 0)
@@ -133,7 +137,7 @@ def scan_kernel(
             else:  # counts only: hc[2d + rel]
                 for j in range(n):
                     x = _distance(qc, dbc, i, j, wm)
-                    g = _grade(ql, dbl, i, j, lm, gm)
+                    g = _grade(ql, dbl, i, j, lm, graded)
                     hc[2 * x + np.int64(g > 0)] += 1
                     if graded:
                         ghist[i, g] += 1
@@ -214,7 +218,7 @@ def floor_kernel(qc, dbc, ql, dbl, wm, lm, out):  # pragma: no cover - compiled
     for i in prange(nq):
         o = out[i]
         for j in range(n):
-            o[2 * _distance(qc, dbc, i, j, wm) + _grade(ql, dbl, i, j, lm, ())] += 1
+            o[2 * _distance(qc, dbc, i, j, wm) + _grade(ql, dbl, i, j, lm, False)] += 1
 
 
 def pack_rows(x: np.ndarray, bits: int | None = None) -> np.ndarray:
@@ -231,9 +235,10 @@ def pack_rows(x: np.ndarray, bits: int | None = None) -> np.ndarray:
     return out.view(np.uint64)
 
 
-def markers(words: int, label_words: int, graded: bool, order: bool) -> tuple[tuple[int, ...], ...]:
-    """The compile-time marker tuples ``wm, lm, gm, om`` of :func:`scan_kernel` (one compiled variant each)."""
-    return (0,) * words, (0,) * label_words, (0,) if graded else (), (0,) if order else ()
+def width_marker(words: int) -> tuple[int, ...]:
+    """The width marker of :func:`_distance`: compile-time for 1 or 2 words (K <= 128 bits, c <= 128 classes, the
+    common cases), run-time beyond — so at most 3 × 3 compiled variants of each kernel."""
+    return (0,) * words if words <= 2 else ()
 
 
 def run_scan(
@@ -271,14 +276,14 @@ def run_scan(
     off_all, off_rel = (
         (none, none) if offsets is None else (np.ascontiguousarray(o, np.int64) for o in offsets)
     )
-    wm, lm, gm, om = markers(qc.shape[1], ql.shape[1], graded, order)
+    wm, lm = width_marker(qc.shape[1]), width_marker(ql.shape[1])
     if dbc.shape[0]:
-        scan_kernel(qc, dbc, ql, dbl, wm, lm, gm, om, off_all, off_rel, probes, disc, *out.values())
+        scan_kernel(qc, dbc, ql, dbl, wm, lm, graded, order, off_all, off_rel, probes, disc, *out.values())
     return out
 
 
 def run_floor(qc: np.ndarray, dbc: np.ndarray, ql: np.ndarray, dbl: np.ndarray, bits: int) -> np.ndarray:
     """:func:`floor_kernel` on packed words: (nq, K+1, 2) counts of [non-relevant, relevant] per distance."""
     out = np.zeros((qc.shape[0], 2 * (bits + 1)), np.int64)
-    floor_kernel(qc, dbc, ql, dbl, (0,) * qc.shape[1], (0,) * ql.shape[1], out)
+    floor_kernel(qc, dbc, ql, dbl, width_marker(qc.shape[1]), width_marker(ql.shape[1]), out)
     return out.reshape(qc.shape[0], bits + 1, 2)
