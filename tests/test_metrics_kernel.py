@@ -160,3 +160,40 @@ def test_compiled_once_then_loaded_from_the_cache(tmp_path):
     ]
     first, second = (tuple(map(int, r.stdout.split()[-2:])) for r in runs)
     assert first == (0, 1) and second == (1, 0)
+
+
+@pytest.mark.parametrize("bits", [16, 64])
+def test_faiss_topk_backend_equals_the_exact_path(bits):
+    pytest.importorskip("faiss")
+    from cmh.metrics.topk_faiss import evaluate_topk_faiss
+
+    q, db, ql, dbl = make(20, 2500, bits, 10, seed=bits, flip=0.1)  # heavy ties at every distance
+    topk, pn = (1, 30, 700), [1, 10, 100, 700]
+    fast = evaluate_topk_faiss(q, db, ql, dbl, topk=topk, pn_grid=pn, num_threads=2)
+    exact = evaluate(q, db, ql, dbl, metrics=["map@k", "p_at_n"], topk=topk, pn_grid=pn)
+    for k in topk:
+        assert fast[f"map@{k}"] == pytest.approx(exact[f"map@{k}"], abs=TOL)
+    assert fast["p_at_n"]["n"] == exact["p_at_n"]["n"]
+    np.testing.assert_allclose(fast["p_at_n"]["precision"], exact["p_at_n"]["precision"], atol=TOL)
+
+
+def test_cli_eval_topk_backend_faiss(tmp_path):
+    pytest.importorskip("faiss")
+    import json
+
+    from cmh.cli import main
+
+    q, db, ql, dbl = make(15, 1200, 32, 6, seed=9, flip=0.1)
+    path = tmp_path / "codes.npz"
+    np.savez(path, query_image=q, database_text=db, query_labels=ql, database_labels=dbl)
+    out_exact, out_faiss = tmp_path / "exact.json", tmp_path / "faiss.json"
+    assert main(["eval", "--codes", str(path), "--out", str(out_exact)]) == 0
+    assert main(["eval", "--codes", str(path), "--topk-backend", "faiss", "--out", str(out_faiss)]) == 0
+    exact = json.loads(out_exact.read_text())["tasks"]["i2t"]
+    fast = json.loads(out_faiss.read_text())["tasks"]["i2t"]
+    assert "map" not in fast
+    for k in (50, 500, 1000):
+        assert fast[f"map@{k}"] == pytest.approx(exact[f"map@{k}"], abs=TOL)
+    n = fast["p_at_n"]["n"]
+    assert n == exact["p_at_n"]["n"][: len(n)]
+    np.testing.assert_allclose(fast["p_at_n"]["precision"], exact["p_at_n"]["precision"][: len(n)], atol=TOL)

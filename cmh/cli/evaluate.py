@@ -31,6 +31,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--codes", required=True, metavar="FILE.npz", help="codes + labels file (see docs)")
     p.add_argument("--zero-one", action="store_true", help="codes are 0/1 bits (0 is read as -1)")
     p.add_argument("--out", metavar="FILE.json", help="also write all metrics and curves as JSON")
+    p.add_argument(
+        "--topk-backend",
+        choices=("exact", "faiss"),
+        default="exact",
+        help="faiss: only map@k and P@n (n <= 1000) from faiss IndexBinaryFlat top-k lists (pip install 'cmh[faiss]')",
+    )
     add_device_argument(p)
     p.set_defaults(func=eval_command)
 
@@ -88,12 +94,19 @@ def load_codes_file(path: str | Path, zero_one: bool = False) -> dict[str, np.nd
     return data
 
 
-def evaluate_codes(data: dict[str, np.ndarray], device: str = "auto") -> dict[str, dict[str, Any]]:
-    """Both tasks' metrics for a loaded codes file (only the tasks whose codes are present)."""
-    from cmh.metrics import evaluate
+def evaluate_codes(
+    data: dict[str, np.ndarray], device: str = "auto", topk_backend: str = "exact"
+) -> dict[str, dict[str, Any]]:
+    """Both tasks' metrics for a loaded codes file (only the tasks whose codes are present); ``topk_backend``
+    ``"faiss"``: map@k and P@n only, from faiss top-k lists (:mod:`cmh.metrics.topk_faiss`)."""
+    from functools import partial
 
+    from cmh.metrics import evaluate
+    from cmh.metrics.topk_faiss import evaluate_topk_faiss
+
+    score = evaluate_topk_faiss if topk_backend == "faiss" else partial(evaluate, device=device)
     return {
-        task: evaluate(data[q], data[db], data["query_labels"], data["database_labels"], device=device)
+        task: score(data[q], data[db], data["query_labels"], data["database_labels"])
         for task, (q, db) in TASK_KEYS.items()
         if q in data and db in data
     }
@@ -101,7 +114,7 @@ def evaluate_codes(data: dict[str, np.ndarray], device: str = "auto") -> dict[st
 
 def eval_command(args: argparse.Namespace) -> int:
     data = load_codes_file(args.codes, args.zero_one)
-    results = evaluate_codes(data, args.device)
+    results = evaluate_codes(data, args.device, getattr(args, "topk_backend", "exact"))
     table = Table(title=f"{args.codes}")
     table.add_column("metric")
     for task in results:
@@ -111,7 +124,8 @@ def eval_command(args: argparse.Namespace) -> int:
             table.add_row(metric, *(f"{r[metric]:.4f}" for r in results.values()))
     first = next(iter(results.values()))
     table.add_row("queries × database", *(f"{r['n_queries']} × {r['n_database']}" for r in results.values()))
-    table.add_row("zero-relevance queries", *(str(r["n_zero_relevance"]) for r in results.values()))
+    if all("n_zero_relevance" in r for r in results.values()):
+        table.add_row("zero-relevance queries", *(str(r["n_zero_relevance"]) for r in results.values()))
     console = Console()
     console.print(table)
     if args.out:
