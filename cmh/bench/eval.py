@@ -190,18 +190,25 @@ def bench_size(name: str, args: argparse.Namespace, threads: list[int]) -> list[
         faiss_topk = None
     rows = []
     for t in threads:
-        ev = dict(device=args.device, num_threads=t)
         cols: dict[str, float] = {}
         load_before = load()
-        cols["map_s"], res_map = _best(lambda: evaluate(q, db, ql, dbl, metrics=["map"], return_per_query=True, **ev), args.repeat)  # fmt: skip
-        cols["full_s"], _ = _best(lambda: evaluate(q, db, ql, dbl, **ev), args.repeat)
-        cols["map1000_s"], _ = _best(
-            lambda: evaluate(q, db, ql, dbl, metrics=["map@k"], topk=(FAISS_K,), **ev), args.repeat
-        )
+
+        def timed(metrics: list[str] | None, topk: tuple[int, ...] = (50, 500, 1000), t: int = t) -> Any:
+            return _best(
+                lambda: evaluate(
+                    q, db, ql, dbl, metrics=metrics, topk=topk, device=args.device, num_threads=t,
+                    return_per_query=True,
+                ),
+                args.repeat,
+            )  # fmt: skip
+
+        cols["map_s"], res_map = timed(["map"])
+        cols["full_s"], _ = timed(None)
+        cols["map1000_s"], _ = timed(["map@k"], (FAISS_K,))
         with numba_threads(t):
             cols["floor_s"], _ = _best(lambda: run_floor(*packed, args.bits), args.repeat)
         if faiss_topk is not None:
-            cols["faiss_s"], _ = _best(lambda: faiss_topk(q, db, FAISS_K, num_threads=t), args.repeat)
+            cols["faiss_s"], _ = _best(lambda t=t: faiss_topk(q, db, FAISS_K, num_threads=t), args.repeat)
         diff = float(np.max(np.abs(np.asarray(res_map["ap_per_query"][:n_ref]) - ref["ap"])))
         row = {
             "size": name,
@@ -310,7 +317,11 @@ def run(args: argparse.Namespace) -> int:
             r["load"],
         )
     console.print(table)
-    mem = [f"{r['size']} {r['extra_mib']:.0f} MiB (process {r['process_mib']:.0f})" for r in rows if "extra_mib" in r]
+    mem = [
+        f"{r['size']} {r['extra_mib']:.0f} MiB (process {r['process_mib']:.0f})"
+        for r in rows
+        if "extra_mib" in r
+    ]
     console.print(
         "reference = per-query NumPy loop for mAP (* = scaled from the first queries); map = evaluate(metrics=['map']); "
         "full = every metric; floor = compiled popcount + relevance + histogram only; faiss = IndexBinaryFlat "
