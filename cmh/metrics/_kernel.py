@@ -72,43 +72,109 @@ def _grade(ql, dbl, i, j, lm, graded):
     return g
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def _scan_query(qc, dbc, ql, dbl, i, wm, lm, graded, order, buf, hc, gh):  # pragma: no cover - compiled
+    """One query's scan: fills ``hc`` (all items per distance, then relevant items per distance at offset K+1),
+    ``gh`` (items per grade, when graded) and, with ``order``, ``buf`` (a << 32 | d << 16 | g for the relevant
+    items, a = items seen before at distance d); returns the number of relevant items. Branch-free: the relevance
+    is a coin flip for the branch predictor, so every item's record is written and the position advances by it."""
+    n = dbc.shape[0]
+    k1 = hc.shape[0] // 2
+    for t in range(2 * k1):
+        hc[t] = 0
+    nb = 0
+    if order:
+        for j in range(n):
+            x = _distance(qc, dbc, i, j, wm)
+            g = _grade(ql, dbl, i, j, lm, graded)
+            a = hc[x]
+            rel = np.int64(g > 0)
+            buf[nb] = (a << 32) | (x << 16) | g
+            nb += rel
+            hc[x] = a + 1
+            hc[k1 + x] += rel
+            if graded:
+                gh[g] += 1
+    else:
+        for j in range(n):
+            x = _distance(qc, dbc, i, j, wm)
+            g = _grade(ql, dbl, i, j, lm, graded)
+            rel = np.int64(g > 0)
+            hc[x] += 1
+            hc[k1 + x] += rel
+            if graded:
+                gh[g] += 1
+    return nb
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _rank_query(buf, nb, offa, offr, probes, disc, seen, ptr, nxt, dif, pc, tm, gn):  # pragma: no cover
+    """One query's ranks from its relevant-item records ``buf[:nb]`` and the per-distance offsets: adds to the
+    probe counts ``pc``, stores top-rank terms ``tm``/gains ``gn``; returns the AP·R sum in fixed point (hi, lo)."""
+    k1 = offa.shape[0]
+    nprobe = probes.shape[0]
+    kt = tm.shape[0]
+    kn = gn.shape[0]
+    big = np.int64(1) << 62
+    # probe p's count (relevant items with rank <= probes[p]) = Σ_d of the relevant items at d seen when d's
+    # ranks pass probes[p] (rare events), plus d's total for the probes it never passes
+    for d in range(k1):
+        p = np.searchsorted(probes, offa[d] + 1)
+        ptr[d] = p
+        nxt[d] = probes[p] if p < nprobe else big
+        seen[d] = 0
+    hi = 0
+    lo = 0
+    for b in range(nb):
+        v = buf[b]
+        x = (v >> 16) & 0xFFFF
+        r = seen[x]
+        seen[x] = r + 1
+        rank = offa[x] + (v >> 32) + 1
+        t = np.float64(offr[x] + r + 1) / np.float64(rank)
+        lo += np.int64(t * FIX_SCALE + 0.5)
+        if lo >= 4611686018427387904:  # 2**62: carry into the integer part
+            hi += lo >> 52
+            lo &= _FIX_MASK
+        if rank > nxt[x]:
+            p = ptr[x]
+            while p < nprobe and probes[p] < rank:
+                pc[p] += r
+                p += 1
+            ptr[x] = p
+            nxt[x] = probes[p] if p < nprobe else big
+        if rank <= kt:
+            tm[rank - 1] = t
+        if rank <= kn:
+            gn[rank - 1] = (2.0 ** (v & 0xFFFF) - 1.0) * disc[rank - 1]
+    for p in range(nprobe):
+        dif[p] = 0
+    for d in range(k1):
+        if ptr[d] < nprobe:
+            dif[ptr[d]] += seen[d]
+    run = 0
+    for p in range(nprobe):  # d's total counts for every probe from the first it never passed
+        run += dif[p]
+        pc[p] += run
+    return hi + (lo >> 52), lo & _FIX_MASK
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def scan_kernel(
-    qc,
-    dbc,
-    ql,
-    dbl,
-    wm,
-    lm,
-    graded,
-    order,
-    off_all,
-    off_rel,
-    probes,
-    disc,
-    hist,
-    relh,
-    ghist,
-    apfix,
-    pcnt,
-    term,
-    gain,
-):  # pragma: no cover - compiled; exercised through evaluate()
+    qc, dbc, ql, dbl, wm, lm, graded, order, off_all, off_rel, probes, disc, hist, relh, ghist, apfix, pcnt, term, gain
+):  # fmt: skip  # pragma: no cover - compiled; exercised through evaluate()
     """Fill the per-query outputs (see the module docstring) for queries ``qc`` against database ``dbc``.
 
     qc (nq, W), dbc (n, W): uint64 packed codes; ql (nq, L), dbl (n, L): uint64 packed labels; ``wm``/``lm``:
     width markers (:func:`width_marker`); ``graded``: count shared labels (NDCG); ``order``: compute the rank
-    outputs (else counts only). ``off_all``/``off_rel`` (nq, K+1)
-    int64: given B_d / RB_d, or shape (0, 0) to take them from this scan's own histograms. Outputs are
-    zero-initialised by the caller. Queries run in parallel (numba ``prange``, ``numba.set_num_threads``)."""
+    outputs (else counts only). ``off_all``/``off_rel`` (nq, K+1) int64: given B_d / RB_d, or shape (0, 0) to take
+    them from this scan's own histograms. Outputs are zero-initialised by the caller. Blocks of queries run in
+    parallel (numba ``prange``; ``numba.set_num_threads``)."""
     nq = qc.shape[0]
     n = dbc.shape[0]
     k1 = hist.shape[1]
     nprobe = probes.shape[0]
-    kt = term.shape[1]
-    kn = gain.shape[1]
     given = off_all.shape[0] > 0
-    big = np.int64(1) << 62
     nblocks = min(nq, 64)
     for blk in prange(nblocks):
         buf = np.empty(n if order else 0, np.int64)
@@ -120,93 +186,26 @@ def scan_kernel(
         nxt = np.empty(k1, np.int64)
         dif = np.empty(nprobe, np.int64)
         for i in range(blk * nq // nblocks, (blk + 1) * nq // nblocks):
-            # branch-free scans (relevance is a coin flip for the branch predictor)
-            for t in range(2 * k1):
-                hc[t] = 0
-            nb = 0
-            if order:  # every item's entry is written to buf, the position only advances for relevant ones
-                for j in range(n):
-                    x = _distance(qc, dbc, i, j, wm)
-                    g = _grade(ql, dbl, i, j, lm, graded)
-                    a = hc[x]
-                    buf[nb] = (a << 32) | (x << 16) | g
-                    nb += np.int64(g > 0)
-                    hc[x] = a + 1
-                    if graded:
-                        ghist[i, g] += 1
-            else:  # counts only: hc[2d + rel]
-                for j in range(n):
-                    x = _distance(qc, dbc, i, j, wm)
-                    g = _grade(ql, dbl, i, j, lm, graded)
-                    hc[2 * x + np.int64(g > 0)] += 1
-                    if graded:
-                        ghist[i, g] += 1
-                for d in range(k1):
-                    hist[i, d] = hc[2 * d] + hc[2 * d + 1]
-                    relh[i, d] = hc[2 * d + 1]
-                continue
+            nb = _scan_query(qc, dbc, ql, dbl, i, wm, lm, graded, order, buf, hc, ghist[i])
+            acc = 0
+            racc = 0
             for d in range(k1):
                 hist[i, d] = hc[d]
-                seen[d] = 0
-            for b in range(nb):
-                seen[(buf[b] >> 16) & 0xFFFF] += 1
-            for d in range(k1):
-                relh[i, d] = seen[d]
-            if given:
-                for d in range(k1):
+                relh[i, d] = hc[k1 + d]
+                if given:
                     offa[d] = off_all[i, d]
                     offr[d] = off_rel[i, d]
-            else:
-                acc = 0
-                racc = 0
-                for d in range(k1):
+                else:
                     offa[d] = acc
                     offr[d] = racc
                     acc += hc[d]
-                    racc += seen[d]
-            # probe p's count (relevant items with rank <= probes[p]) = Σ_d of the relevant items at d seen
-            # when d's ranks pass probes[p] (rare events), plus d's total for the probes it never passes
-            for d in range(k1):
-                p = np.searchsorted(probes, offa[d] + 1)
-                ptr[d] = p
-                nxt[d] = probes[p] if p < nprobe else big
-                seen[d] = 0
-            pc = pcnt[i]
-            hi = 0
-            lo = 0
-            for b in range(nb):
-                v = buf[b]
-                x = (v >> 16) & 0xFFFF
-                r = seen[x]
-                seen[x] = r + 1
-                rank = offa[x] + (v >> 32) + 1
-                t = (offr[x] + r + 1) / rank
-                lo += np.int64(t * FIX_SCALE + 0.5)
-                if lo >= 4611686018427387904:  # 2**62: carry into the integer part
-                    hi += lo >> 52
-                    lo &= _FIX_MASK
-                if rank > nxt[x]:
-                    p = ptr[x]
-                    while p < nprobe and probes[p] < rank:
-                        pc[p] += r
-                        p += 1
-                    ptr[x] = p
-                    nxt[x] = probes[p] if p < nprobe else big
-                if rank <= kt:
-                    term[i, rank - 1] = t
-                if rank <= kn:
-                    gain[i, rank - 1] = (2.0 ** (v & 0xFFFF) - 1.0) * disc[rank - 1]
-            for p in range(nprobe):
-                dif[p] = 0
-            for d in range(k1):
-                if ptr[d] < nprobe:
-                    dif[ptr[d]] += seen[d]
-            run = 0
-            for p in range(nprobe):  # d's total counts for every probe from the first it never passed
-                run += dif[p]
-                pc[p] += run
-            apfix[i, 0] = hi + (lo >> 52)
-            apfix[i, 1] = lo & _FIX_MASK
+                    racc += hc[k1 + d]
+            if order:
+                hi, lo = _rank_query(
+                    buf, nb, offa, offr, probes, disc, seen, ptr, nxt, dif, pcnt[i], term[i], gain[i]
+                )
+                apfix[i, 0] = hi
+                apfix[i, 1] = lo
 
 
 @njit(parallel=True, cache=True, nogil=True)
