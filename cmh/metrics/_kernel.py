@@ -108,9 +108,13 @@ def _scan_query(qc, dbc, ql, dbl, i, wm, lm, graded, order, buf, hc, gh):  # pra
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _rank_query(buf, nb, offa, offr, probes, disc, seen, ptr, nxt, dif, pc, tm, gn):  # pragma: no cover
+def _rank_query(
+    buf, nb, offa, offr, probes, disc, seen, ptr, nxt, dif, pc, tm, gn, limit
+):  # pragma: no cover
     """One query's ranks from its relevant-item records ``buf[:nb]`` and the per-distance offsets: adds to the
-    probe counts ``pc``, stores top-rank terms ``tm``/gains ``gn``; returns the AP·R sum in fixed point (hi, lo)."""
+    probe counts ``pc``, stores top-rank terms ``tm``/gains ``gn``; returns the AP·R sum in fixed point (hi, lo).
+    Records at distances whose first rank exceeds ``limit`` are skipped (top-k metrics only: the AP sum is then
+    not needed, and every probe and top width is <= limit)."""
     k1 = offa.shape[0]
     nprobe = probes.shape[0]
     kt = tm.shape[0]
@@ -128,6 +132,8 @@ def _rank_query(buf, nb, offa, offr, probes, disc, seen, ptr, nxt, dif, pc, tm, 
     for b in range(nb):
         v = buf[b]
         x = (v >> 16) & 0xFFFF
+        if offa[x] >= limit:
+            continue
         r = seen[x]
         seen[x] = r + 1
         rank = offa[x] + (v >> 32) + 1
@@ -161,13 +167,14 @@ def _rank_query(buf, nb, offa, offr, probes, disc, seen, ptr, nxt, dif, pc, tm, 
 
 @njit(parallel=True, cache=True, nogil=True)
 def scan_kernel(
-    qc, dbc, ql, dbl, wm, lm, graded, order, off_all, off_rel, probes, disc, hist, relh, ghist, apfix, pcnt, term, gain
+    qc, dbc, ql, dbl, wm, lm, graded, order, need_ap, off_all, off_rel, probes, disc, hist, relh, ghist, apfix, pcnt, term, gain
 ):  # fmt: skip  # pragma: no cover - compiled; exercised through evaluate()
     """Fill the per-query outputs (see the module docstring) for queries ``qc`` against database ``dbc``.
 
     qc (nq, W), dbc (n, W): uint64 packed codes; ql (nq, L), dbl (n, L): uint64 packed labels; ``wm``/``lm``:
     width markers (:func:`width_marker`); ``graded``: count shared labels (NDCG); ``order``: compute the rank
-    outputs (else counts only). ``off_all``/``off_rel`` (nq, K+1) int64: given B_d / RB_d, or shape (0, 0) to take
+    outputs (else counts only); ``need_ap``: the mAP@all sum (else only ranks up to the probes/top widths).
+    ``off_all``/``off_rel`` (nq, K+1) int64: given B_d / RB_d, or shape (0, 0) to take
     them from this scan's own histograms. Outputs are zero-initialised by the caller. Blocks of queries run in
     parallel (numba ``prange``; ``numba.set_num_threads``)."""
     nq = qc.shape[0]
@@ -176,6 +183,8 @@ def scan_kernel(
     nprobe = probes.shape[0]
     given = off_all.shape[0] > 0
     nblocks = min(nq, 64)
+    # without mAP@all only the ranks up to the largest probe / top width matter
+    limit = np.int64(1) << 62 if need_ap else max(term.shape[1], gain.shape[1], probes[-1] if nprobe else 0)
     for blk in prange(nblocks):
         buf = np.empty(n if order else 0, np.int64)
         hc = np.empty(2 * k1, np.int64)
@@ -202,7 +211,7 @@ def scan_kernel(
                     racc += hc[k1 + d]
             if order:
                 hi, lo = _rank_query(
-                    buf, nb, offa, offr, probes, disc, seen, ptr, nxt, dif, pcnt[i], term[i], gain[i]
+                    buf, nb, offa, offr, probes, disc, seen, ptr, nxt, dif, pcnt[i], term[i], gain[i], limit
                 )
                 apfix[i, 0] = hi
                 apfix[i, 1] = lo
@@ -253,6 +262,7 @@ def run_scan(
     probes: np.ndarray,
     kt: int,
     kn: int,
+    need_ap: bool = True,
     offsets: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """Allocate the outputs and run :func:`scan_kernel` on packed words (see :func:`pack_rows`); returns
@@ -277,7 +287,9 @@ def run_scan(
     )
     wm, lm = width_marker(qc.shape[1]), width_marker(ql.shape[1])
     if dbc.shape[0]:
-        scan_kernel(qc, dbc, ql, dbl, wm, lm, graded, order, off_all, off_rel, probes, disc, *out.values())
+        scan_kernel(
+            qc, dbc, ql, dbl, wm, lm, graded, order, need_ap, off_all, off_rel, probes, disc, *out.values()
+        )
     return out
 
 

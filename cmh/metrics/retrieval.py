@@ -282,6 +282,7 @@ def kernel_plan(
     return {
         "graded": "ndcg@k" in want,
         "order": bool(want & _ORDER_METRICS),
+        "need_ap": "map" in want,
         "probes": np.array(probes, dtype=np.int64),
         "kt": min(max(topk), n) if "map@k" in want else 0,
         "kn": min(max(ndcg_k), n) if "ndcg@k" in want else 0,
