@@ -298,3 +298,49 @@ def run_floor(qc: np.ndarray, dbc: np.ndarray, ql: np.ndarray, dbl: np.ndarray, 
     out = np.zeros((qc.shape[0], 2 * (bits + 1)), np.int64)
     floor_kernel(qc, dbc, ql, dbl, width_marker(qc.shape[1]), width_marker(ql.shape[1]), out)
     return out.reshape(qc.shape[0], bits + 1, 2)
+
+
+@njit(cache=True, nogil=True)
+def prefix_at(arr, ks):  # pragma: no cover - compiled
+    """(nq, len(ks)) sums of each row's first k entries (sequential, in rank order), for the sorted ks."""
+    nq = arr.shape[0]
+    out = np.zeros((nq, ks.shape[0]))
+    for i in range(nq):
+        s = 0.0
+        c = 0
+        for p in range(arr.shape[1]):
+            while c < ks.shape[0] and ks[c] == p:
+                out[i, c] = s
+                c += 1
+            s += arr[i, p]
+        while c < ks.shape[0]:
+            out[i, c] = s
+            c += 1
+    return out
+
+
+@njit(cache=True, nogil=True)
+def ideal_dcg_at(ghist, ks, disc):  # pragma: no cover - compiled
+    """(nq, len(ks)) ideal DCG@k (grades in decreasing order, gain 2^g - 1, discount ``disc``) from the per-grade
+    counts ``ghist`` (nq, c+1), for the sorted ks <= len(disc)."""
+    nq, c1 = ghist.shape
+    kmax = disc.shape[0]
+    out = np.zeros((nq, ks.shape[0]))
+    for i in range(nq):
+        s = 0.0
+        p = 0
+        c = 0
+        for g in range(c1 - 1, 0, -1):
+            gain = 2.0**g - 1.0
+            for _ in range(ghist[i, g]):
+                if p >= kmax:
+                    break
+                while c < ks.shape[0] and ks[c] == p:
+                    out[i, c] = s
+                    c += 1
+                s += gain * disc[p]
+                p += 1
+        while c < ks.shape[0]:
+            out[i, c] = s
+            c += 1
+    return out

@@ -310,17 +310,21 @@ def per_query_from_scan(
         st["ap"] = np.where(n_rel > 0, num / np.maximum(n_rel, 1), 0.0)
     col = {int(m): c for c, m in enumerate(plan["probes"])}
     if "map@k" in want:
-        csum = np.cumsum(raw["term"], 1)
-        for k in topk:
-            kk = min(k, n)
+        ks = [min(k, n) for k in topk]
+        num = kernel_module().prefix_at(raw["term"], np.array(ks, dtype=np.int64))  # Σ over the first k ranks
+        for c, (k, kk) in enumerate(zip(topk, ks, strict=True)):
             hk = raw["pcnt"][:, col[kk]]
-            st[f"ap@{k}"] = np.where(hk > 0, csum[:, kk - 1] / np.maximum(hk, 1), 0.0)
+            st[f"ap@{k}"] = np.where(hk > 0, num[:, c] / np.maximum(hk, 1), 0.0)
     if "p_at_n" in want:
         ends = [min(m, n) for m in pn]
         st["p_at_n"] = raw["pcnt"][:, [col[m] for m in ends]] / np.array(ends, dtype=np.float64)
     if "ndcg@k" in want:
-        dcg = np.cumsum(raw["gain"], 1)
-        st.update(_ndcg_from(dcg, _ideal_dcg(raw["ghist"], dcg.shape[1]), ndcg_k, n))
+        ks_arr = np.array([min(k, n) for k in ndcg_k], dtype=np.int64)
+        disc = 1.0 / np.log2(np.arange(2, raw["gain"].shape[1] + 2, dtype=np.float64))
+        dcg = kernel_module().prefix_at(raw["gain"], ks_arr)
+        idcg = kernel_module().ideal_dcg_at(np.ascontiguousarray(raw["ghist"]), ks_arr, disc)
+        for c, k in enumerate(ndcg_k):
+            st[f"ndcg@{k}"] = np.where(idcg[:, c] > 0, dcg[:, c] / np.maximum(idcg[:, c], 1e-300), 0.0)
     return st
 
 
