@@ -197,3 +197,16 @@ def test_cli_eval_topk_backend_faiss(tmp_path):
     n = fast["p_at_n"]["n"]
     assert n == exact["p_at_n"]["n"][: len(n)]
     np.testing.assert_allclose(fast["p_at_n"]["precision"], exact["p_at_n"]["precision"][: len(n)], atol=TOL)
+
+
+def test_long_relevant_runs_keep_the_fixed_point_sum_exact():
+    """Thousands of relevant items per query (the AP sum carries past 2**52 several times): AP is exactly 1 when
+    every item is relevant, and equals the reference when half are."""
+    q, db, ql, dbl = make(3, 5000, 16, 2, seed=5, flip=0.3)
+    ql[:], dbl[:] = 1, 1
+    r = evaluate(q, db, ql, dbl, metrics=["map", "map@k"], topk=(4000,))
+    assert r["map"] == 1.0 and r["map@4000"] == 1.0
+    dbl[::2] = 0
+    r = evaluate(q, db, ql, dbl, metrics=["map"], return_per_query=True)
+    ref = reference_metrics(q, db, ql, dbl)
+    np.testing.assert_allclose(r["ap_per_query"], ref["ap"], atol=TOL, rtol=0)

@@ -128,31 +128,43 @@ def _rank_query(
         nxt[d] = probes[p] if p < nprobe else big
         seen[d] = 0
     hi = 0
-    lo = 0
-    for b in range(nb):
-        v = buf[b]
-        x = (v >> 16) & 0xFFFF
-        if offa[x] >= limit:
-            continue
-        r = seen[x]
-        seen[x] = r + 1
-        rank = offa[x] + (v >> 32) + 1
-        t = np.float64(offr[x] + r + 1) / np.float64(rank)
-        lo += np.int64(t * FIX_SCALE + 0.5)
-        if lo >= 4611686018427387904:  # 2**62: carry into the integer part
-            hi += lo >> 52
-            lo &= _FIX_MASK
-        if rank > nxt[x]:
-            p = ptr[x]
-            while p < nprobe and probes[p] < rank:
-                pc[p] += r
-                p += 1
-            ptr[x] = p
-            nxt[x] = probes[p] if p < nprobe else big
-        if rank <= kt:
-            tm[rank - 1] = t
-        if rank <= kn:
-            gn[rank - 1] = (2.0 ** (v & 0xFFFF) - 1.0) * disc[rank - 1]
+    frac = 0
+    lean = nprobe == 0 and kt == 0 and kn == 0 and limit >= big
+    for b0 in range(0, nb, 1024):  # 1024 terms <= 2**52 each fit in lo: carry once per block, not per term
+        lo = 0
+        if lean:  # mAP@all only: nothing but the AP terms
+            for b in range(b0, min(b0 + 1024, nb)):
+                v = buf[b]
+                x = (v >> 16) & 0xFFFF
+                r = seen[x]
+                seen[x] = r + 1
+                t = np.float64(offr[x] + r + 1) / np.float64(offa[x] + (v >> 32) + 1)
+                lo += np.int64(t * FIX_SCALE + 0.5)
+        else:
+            for b in range(b0, min(b0 + 1024, nb)):
+                v = buf[b]
+                x = (v >> 16) & 0xFFFF
+                if offa[x] >= limit:
+                    continue
+                r = seen[x]
+                seen[x] = r + 1
+                rank = offa[x] + (v >> 32) + 1
+                t = np.float64(offr[x] + r + 1) / np.float64(rank)
+                lo += np.int64(t * FIX_SCALE + 0.5)
+                if rank > nxt[x]:
+                    p = ptr[x]
+                    while p < nprobe and probes[p] < rank:
+                        pc[p] += r
+                        p += 1
+                    ptr[x] = p
+                    nxt[x] = probes[p] if p < nprobe else big
+                if rank <= kt:
+                    tm[rank - 1] = t
+                if rank <= kn:
+                    gn[rank - 1] = (2.0 ** (v & 0xFFFF) - 1.0) * disc[rank - 1]
+        frac += lo & _FIX_MASK
+        hi += (lo >> 52) + (frac >> 52)
+        frac &= _FIX_MASK
     for p in range(nprobe):
         dif[p] = 0
     for d in range(k1):
@@ -162,7 +174,7 @@ def _rank_query(
     for p in range(nprobe):  # d's total counts for every probe from the first it never passed
         run += dif[p]
         pc[p] += run
-    return hi + (lo >> 52), lo & _FIX_MASK
+    return hi, frac
 
 
 @njit(parallel=True, cache=True, nogil=True)
