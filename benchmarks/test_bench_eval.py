@@ -36,3 +36,34 @@ def test_bench_reference(benchmark, data):
     ref = benchmark(reference_metrics, q[:n], db, ql[:n], dbl, counts=False)
     fast = evaluate(q[:n], db, ql[:n], dbl, metrics=["map"], return_per_query=True)
     np.testing.assert_allclose(fast["ap_per_query"], ref["ap"], atol=1e-9)
+
+
+def test_bench_floor(benchmark, data):
+    from cmh.metrics._kernel import pack_rows, run_floor
+
+    packed = [pack_rows(x) for x in data]
+    out = benchmark(run_floor, *packed, data[0].shape[1])
+    assert out.sum() == data[0].shape[0] * data[1].shape[0]
+
+
+@pytest.mark.skipif(SIZE == "tiny", reason="ratio targets are for the papers' sizes (CMH_BENCH_EVAL_SIZE)")
+def test_ratio_targets(data):
+    """Targets of issue 12, as ratios measured back to back: map <= 1.5x and all metrics <= 3x the floor kernel."""
+    import time
+
+    from cmh.metrics._kernel import pack_rows, run_floor
+
+    packed = [pack_rows(x) for x in data]
+
+    def best(f):
+        f()
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            f()
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    floor = best(lambda: run_floor(*packed, data[0].shape[1]))
+    assert best(lambda: evaluate(*data, metrics=["map"])) <= 1.5 * floor
+    assert best(lambda: evaluate(*data)) <= 3.0 * floor

@@ -1,4 +1,4 @@
-"""Smoke test of ``cmh bench eval`` at the tiny size (numbers are not checked: speed belongs to benchmarks)."""
+"""Smoke tests of ``cmh bench eval`` at tiny sizes (numbers are not checked: speed belongs to benchmarks)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from cmh.bench import _eval_scale
 from cmh.bench import eval as bench_eval
 from cmh.errors import CMHError
 
@@ -15,7 +16,18 @@ def _args(tmp_path, **kw):
     p = argparse.ArgumentParser()
     bench_eval.add_arguments(p)
     args = p.parse_args(
-        ["--sizes", "tiny", "--ref-queries", "20", "--no-memory", "--json", str(tmp_path / "b.json")]
+        [
+            "--sizes",
+            "tiny",
+            "--ref-queries",
+            "20",
+            "--repeat",
+            "1",
+            "--no-memory",
+            "--no-compile",
+            "--json",
+            str(tmp_path / "b.json"),
+        ]
     )
     for k, v in kw.items():
         setattr(args, k, v)
@@ -23,19 +35,25 @@ def _args(tmp_path, **kw):
 
 
 def test_bench_eval_tiny(tmp_path):
-    assert bench_eval.run(_args(tmp_path)) == 0
+    assert bench_eval.run(_args(tmp_path, threads="1,2")) == 0
     rows = json.loads((tmp_path / "b.json").read_text())["results"]
-    assert rows[0]["map_identical"] and rows[0]["ref_extrapolated"]
-    assert {"order_ratio", "counts_ratio", "all_ratio"} <= rows[0].keys()
+    assert [r["threads"] for r in rows] == [1, 2]
+    for r in rows:
+        assert r["map_identical"] and r["ref_extrapolated"]
+        assert {"map_vs_floor", "full_vs_floor", "ref_vs_map", "floor_s", "map1000_s", "load"} <= r.keys()
 
 
-def test_bench_eval_rejects_unknown_size(tmp_path):
+def test_bench_eval_rejects_bad_options(tmp_path):
     with pytest.raises(CMHError, match="unknown size"):
         bench_eval.run(_args(tmp_path, sizes="nuswide"))
-
-
-def test_bench_eval_threads_option(tmp_path):
-    assert bench_eval.run(_args(tmp_path, threads=1)) == 0
-    assert json.loads((tmp_path / "b.json").read_text())["args"]["threads"] == 1
     with pytest.raises(CMHError, match="--threads"):
-        bench_eval.run(_args(tmp_path, threads=0))
+        bench_eval.run(_args(tmp_path, threads="0"))
+    with pytest.raises(CMHError, match="--db-size"):
+        bench_eval.run(_args(tmp_path, db_size="10q"))
+
+
+def test_db_size_parsing_and_tiny_scaling_run(tmp_path):
+    assert _eval_scale.parse_sizes("10k, 100k,1M,10M,2500") == [10**4, 10**5, 10**6, 10**7, 2500]
+    assert bench_eval.run(_args(tmp_path, db_size="3k", chunk=1000, threads="1")) == 0
+    (row,) = json.loads((tmp_path / "b.json").read_text())["results"]
+    assert row["db_size"] == row["n_database"] == 3000 and 0 < row["map"] <= 1

@@ -205,7 +205,6 @@ def test_cli_encode_and_eval_codes_dir_equal_in_memory(tiny, model, tmp_path, ca
     a = json.loads((tmp_path / "a.json").read_text())["tasks"]
     b = json.loads((tmp_path / "b.json").read_text())["tasks"]
     assert a == b and set(a) == {"i2t", "t2i"}
-    assert 0 < a["i2t"]["map"] < 1
     capsys.readouterr()
     # one directory per modality; labels needed somewhere
     twice = args[:5] + ["--codes-dir", str(tmp_path / "image")]

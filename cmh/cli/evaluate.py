@@ -40,6 +40,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--zero-one", action="store_true", help="codes are 0/1 bits (0 is read as -1)")
     p.add_argument("--out", metavar="FILE.json", help="also write all metrics and curves as JSON")
+    p.add_argument(
+        "--topk-backend",
+        choices=("exact", "faiss"),
+        default="exact",
+        help="faiss: only map@k and P@n (n <= 1000) from faiss IndexBinaryFlat top-k lists (pip install 'cmh[faiss]')",
+    )
     add_device_argument(p)
     p.set_defaults(func=eval_command)
 
@@ -133,24 +139,50 @@ def load_codes_file(
         dblab = one_hot(data["database_labels"].astype(np.int64), num)
     data["query_labels"], data["database_labels"] = qlab, dblab
     for key in ("query_image", "query_text", "database_image", "database_text"):
-        if key in data:
+        if key in data and not isinstance(data[key], ShardedCodes):  # shards: ±1 by construction
             data[key] = _codes(data[key], key, path, zero_one)
     return data
 
 
-def _shard_database(dirs: list[str], data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """``database_<modality>`` (±1) and ``database_labels`` from shard directories (one per modality)."""
-    from cmh.data.shards import load_codes
+class ShardedCodes:
+    """The database codes of a ``cmh encode`` shard directory, streamed: iterating yields
+    ``(packed uint8 rows (n_k, ceil(bits/8)), None)`` per shard in global order (memory-mapped, checksums
+    verified), as :func:`cmh.metrics.sharded.evaluate_sharded` reads them."""
 
-    out: dict[str, np.ndarray] = {}
+    def __init__(self, directory: str | Path, manifest: dict[str, Any]) -> None:
+        self.directory, self.bits, self.count = Path(directory), int(manifest["bits"]), int(manifest["count"])
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.count, self.bits)
+
+    def __iter__(self) -> Any:
+        from cmh.data.shards import iter_shards
+
+        return ((packed, None) for packed in iter_shards(self.directory, verify=True))
+
+    def load(self) -> np.ndarray:
+        """All codes in memory as ±1 int8 ``(count, bits)`` (for paths that need them whole)."""
+        from cmh.data.shards import load_codes
+
+        return load_codes(self.directory)[0]
+
+
+def _shard_database(dirs: list[str], data: dict[str, np.ndarray]) -> dict[str, Any]:
+    """``database_<modality>`` (:class:`ShardedCodes`, streamed) and ``database_labels`` from shard
+    directories (one per modality)."""
+    from cmh.data.shards import load_labels, read_manifest
+
+    out: dict[str, Any] = {}
     for d in dirs:
-        codes, labels, manifest = load_codes(d)
+        manifest = read_manifest(d)
         key = f"database_{manifest['modality']}"
         if key in out:
             raise CMHError(
                 f"two --codes-dir hold {manifest['modality']} codes; give one image and one text directory"
             )
-        out[key] = codes
+        out[key] = ShardedCodes(d, manifest)
+        labels = load_labels(d)
         if labels is None and "database_labels" not in data:
             raise CMHError(
                 f"'{d}' has no labels and --codes has no database_labels; encode with --labels FILE"
@@ -162,22 +194,45 @@ def _shard_database(dirs: list[str], data: dict[str, np.ndarray]) -> dict[str, n
     return out
 
 
-def evaluate_codes(data: dict[str, np.ndarray], device: str = "auto") -> dict[str, dict[str, Any]]:
-    """Both tasks' metrics for a loaded codes file (only the tasks whose codes are present)."""
-    from cmh.metrics import evaluate
+def evaluate_codes(
+    data: dict[str, np.ndarray], device: str = "auto", topk_backend: str = "exact"
+) -> dict[str, dict[str, Any]]:
+    """Both tasks' metrics for a loaded codes file (only the tasks whose codes are present); ``topk_backend``
+    ``"faiss"``: map@k and P@n only, from faiss top-k lists (:mod:`cmh.metrics.topk_faiss`)."""
+    from functools import partial
 
-    return {
-        task: evaluate(data[q], data[db], data["query_labels"], data["database_labels"], device=device)
-        for task, (q, db) in TASK_KEYS.items()
-        if q in data and db in data
-    }
+    from cmh.metrics import evaluate
+    from cmh.metrics.topk_faiss import evaluate_topk_faiss
+
+    score = evaluate_topk_faiss if topk_backend == "faiss" else partial(evaluate, device=device)
+    out = {}
+    for task, (q, db) in TASK_KEYS.items():
+        if q not in data or db not in data:
+            continue
+        database = data[db]
+        if isinstance(database, ShardedCodes) and topk_backend != "faiss":
+            from cmh.metrics.sharded import evaluate_sharded
+
+            if len(data["database_labels"]) != database.count:
+                raise CMHError(
+                    f"'{database.directory}' holds {database.count} codes but there are "
+                    f"{len(data['database_labels'])} database labels; encode the same database"
+                )
+            out[task] = evaluate_sharded(  # one shard in memory at a time, exact
+                data[q], data["query_labels"], database, db_labels=data["database_labels"]
+            )
+            continue
+        if isinstance(database, ShardedCodes):
+            database = database.load()
+        out[task] = score(data[q], database, data["query_labels"], data["database_labels"])
+    return out
 
 
 def eval_command(args: argparse.Namespace) -> int:
     if args.out:
         check_writable_file(args.out, "--out")
     data = load_codes_file(args.codes, args.zero_one, args.codes_dir)
-    results = evaluate_codes(data, args.device)
+    results = evaluate_codes(data, args.device, getattr(args, "topk_backend", "exact"))
     table = Table(title=f"{args.codes}")
     table.add_column("metric")
     for task in results:
@@ -187,7 +242,8 @@ def eval_command(args: argparse.Namespace) -> int:
             table.add_row(metric, *(f"{r[metric]:.4f}" for r in results.values()))
     first = next(iter(results.values()))
     table.add_row("queries × database", *(f"{r['n_queries']} × {r['n_database']}" for r in results.values()))
-    table.add_row("zero-relevance queries", *(str(r["n_zero_relevance"]) for r in results.values()))
+    if all("n_zero_relevance" in r for r in results.values()):
+        table.add_row("zero-relevance queries", *(str(r["n_zero_relevance"]) for r in results.values()))
     console = Console()
     console.print(table)
     if args.out:

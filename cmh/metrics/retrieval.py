@@ -5,22 +5,21 @@ Relevance: query and item share at least one label; graded relevance (NDCG) = nu
 
 Metrics computed from per-distance counts only (no ordering needed): ``map_tie_avg`` (McSherry & Najork,
 "Computing information retrieval performance measures efficiently in the presence of tied scores", ECIR 2008),
-``pr_radius`` and ``p_r2``. Metrics needing the full stable order (``map``, ``map@k``, ``p_at_n``, ``ndcg@k``)
-use one stable radix sort of the uint8 distances per query (numpy on CPU, ``torch.sort(stable=True)`` elsewhere).
+``pr_radius`` and ``p_r2``. The stable-order metrics (``map``, ``map@k``, ``p_at_n``, ``ndcg@k``) need no sort
+either: an item's rank is the number of items closer, plus those equally close with a smaller index, plus one.
 
-CPU path (numpy only; torch's OpenMP kernels are avoided because they stall when the cores are busy): codes and
-labels are bit-packed, distances are popcounts of XOR; query chunks (cache-sized) run on ``num_threads`` threads
-(numpy releases the GIL in the heavy calls). Counts: one histogram of ``2·d + rel`` per query. Order: after the
-argsort, per query the relevance in ranked order and the 1-based positions ``p_j`` of its relevant items; the
-j-th adds ``j / p_j`` to AP·R, and ``searchsorted`` on ``p`` gives the hits within the first m positions.
+CPU path: one compiled (numba) scan per query over the bit-packed database computes all of it at once
+(:mod:`cmh.metrics._kernel`), queries in parallel on ``num_threads`` threads. Other devices (and the CPU without
+numba, or with the private ``_force_torch``): torch matmuls for distances and label overlaps, per-distance
+``bincount`` and one ``torch.sort(stable=True)`` per query chunk. Both give the same numbers (tests: 1e-12).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -34,10 +33,6 @@ _ORDER_METRICS = {"map", "map@k", "p_at_n", "ndcg@k"}
 _COUNT_METRICS = {"map_tie_avg", "pr_radius", "p_r2"}
 #: approximate bytes per (query, database item) pair held at once while a chunk is processed
 _BYTES_PER_PAIR = 64
-#: working-set cap (MB) of one query chunk on the CPU path (cache-friendly; memory_budget_mb stays the upper bound)
-_CPU_CHUNK_MB = 32
-#: longest input of one torch.bincount call (longer ones use its OpenMP kernel)
-_BINCOUNT_PIECE = 2**15
 
 
 class MetricsError(CMHError, ValueError):
@@ -130,136 +125,6 @@ def _parse_metrics(metrics: Iterable[str] | None) -> set[str]:
             )
         out.add(key)
     return out
-
-
-def pack_bits(x: np.ndarray) -> np.ndarray:
-    """Pack a (n, m) array of booleans (``x > 0``) into (n, words) unsigned words, bit j of word w = column
-    ``w * width + j``; one uint8/16/32 word when m <= 8/16/32, else ceil(m / 64) uint64 words."""
-    n, m = x.shape
-    width = next((w for w in (8, 16, 32) if m <= w), 64)
-    words = max(1, -(-m // width))
-    padded = np.zeros((n, words * width), dtype=bool)
-    padded[:, :m] = x > 0
-    by = np.packbits(padded, axis=1, bitorder="little")  # bit j of byte i = column 8i + j
-    return by.view(f"<u{width // 8}").reshape(n, words)
-
-
-def _popcount_and_xor(a: np.ndarray, b: np.ndarray, op: str) -> np.ndarray:
-    """(qb, ndb) uint8 popcount of ``a[i] op b[j]`` summed over words; op in {"xor", "and"}."""
-    f = np.bitwise_xor if op == "xor" else np.bitwise_and
-    out = np.bitwise_count(f(a[:, None, 0], b[None, :, 0]))  # uint8; callers ensure totals < 256
-    if a.shape[1] > 1:
-        for w in range(1, a.shape[1]):
-            out += np.bitwise_count(f(a[:, None, w], b[None, :, w]))
-    return out
-
-
-def _row_bincount(x: np.ndarray, levels: int) -> np.ndarray:
-    """Per-row histogram of small non-negative integers ``x`` (b, n) < ``levels`` -> (b, levels) int64.
-
-    ``torch.bincount`` on row pieces of at most ``_BINCOUNT_PIECE`` items: its serial kernel is about twice as fast
-    as ``np.bincount`` (which also holds the GIL), and longer inputs would start its OpenMP path, which is much
-    slower when the cores are busy."""
-    b, n = x.shape
-    t = torch.from_numpy(x if x.dtype == np.uint8 else x.astype(np.int16))
-    out = np.zeros((b, levels), dtype=np.int64)
-    for i in range(b):
-        for s in range(0, n, _BINCOUNT_PIECE):
-            out[i] += torch.bincount(t[i, s : s + _BINCOUNT_PIECE], minlength=levels).numpy()
-    return out
-
-
-def _chunk_stats_np(
-    qp: np.ndarray,
-    dbp: np.ndarray,
-    qlp: np.ndarray,
-    dblp: np.ndarray,
-    bits: int,
-    nclass: int,
-    want: set[str],
-    topk: Sequence[int],
-    pn: Sequence[int],
-    ndcg_k: Sequence[int],
-) -> dict[str, np.ndarray]:
-    """CPU fast path of :func:`_chunk_stats` on bit-packed codes and labels (popcount of XOR / AND), numpy only.
-
-    Count metrics: one histogram of ``2·d + rel`` per query. Order metrics: one stable radix ``argsort`` of the
-    uint8 distances per chunk, then per query the relevance in ranked order (one ``take``) and the 1-based positions
-    ``p_j`` of the relevant items (one ``nonzero``): the j-th relevant item adds ``j / p_j`` to AP·R, and
-    ``searchsorted`` on ``p`` gives the hits within the first m positions (P@n, AP@k). Returns numpy arrays with one
-    row per query: ``n_rel``, ``counts`` (b, K+1, 2) [non-relevant, relevant], ``ap``, ``ap@k``, ``p_at_n``,
-    ``ndcg@k`` (those asked for)."""
-    b, n = qp.shape[0], dbp.shape[0]
-    k1 = bits + 1
-    dist = _popcount_and_xor(qp, dbp, "xor")
-    need_grade = "ndcg@k" in want
-    if need_grade:
-        grade = _popcount_and_xor(qlp, dblp, "and")
-        rel = grade > 0
-    else:
-        rel = np.bitwise_and(qlp[:, None, 0], dblp[None, :, 0]) != 0
-        for w in range(1, qlp.shape[1]):
-            rel |= np.bitwise_and(qlp[:, None, w], dblp[None, :, w]) != 0
-    out: dict[str, np.ndarray] = {}
-    if want & _COUNT_METRICS:
-        key = np.left_shift(dist, 1, dtype=np.uint8 if bits < 128 else np.uint16)
-        key |= rel
-        out["counts"] = _row_bincount(key, 2 * k1).reshape(b, k1, 2)
-        out["n_rel"] = out["counts"][:, :, 1].sum(1)
-        del key
-    elif not (want & _ORDER_METRICS and "map" in want):  # else counted in the ranking loop below
-        out["n_rel"] = np.count_nonzero(rel, axis=1)
-    if want & _ORDER_METRICS:
-        kmax = _kmax(want, topk, pn, ndcg_k)
-        order = np.argsort(dist, axis=1, kind="stable")
-        width = n if "map" in want else min(kmax, n)
-        jj = _ranks(width)  # 1-based rank j of the j-th relevant item
-        ks = [min(k, n) for k in topk] if "map@k" in want else []
-        ends = [min(m, n) for m in pn] if "p_at_n" in want else []
-        probe = np.array([*ks, *ends], dtype=np.int64)
-        nk = len(ks)
-        ap_num = np.zeros(b)
-        hits = np.zeros((b, probe.size), dtype=np.int64)  # relevant items within the first m positions
-        num_k = np.zeros((b, nk))  # Σ j / p_j over the relevant items within the first k positions
-        csum = np.zeros(min(max(ks, default=0), width) + 1)
-        rsb = np.zeros(width + 1, dtype=bool)  # rsb[0] stays False: nonzero() gives 1-based positions
-        if "n_rel" not in out:  # width == n: the relevant items of a row are exactly those found below
-            out["n_rel"] = np.zeros(b, dtype=np.int64)
-        for i in range(b):
-            np.take(rel[i], order[i, :width], out=rsb[1:], mode="wrap")  # relevance in ranked order
-            pos = rsb.nonzero()[0]  # 1-based positions p_j of the relevant items
-            if pos.size == 0:
-                continue
-            if width == n:
-                out["n_rel"][i] = pos.size
-            terms = np.divide(jj[: pos.size], pos)  # j / p_j
-            if "map" in want:
-                ap_num[i] = terms.sum()
-            if probe.size:
-                hits[i] = np.searchsorted(pos, probe, side="right")
-                if nk:
-                    top = hits[i, nk - 1]
-                    np.cumsum(terms[:top], out=csum[1 : top + 1])
-                    num_k[i] = csum[hits[i, :nk]]
-        if "map" in want:
-            out["ap"] = np.where(out["n_rel"] > 0, ap_num / np.maximum(out["n_rel"], 1), 0.0)
-        if "p_at_n" in want:
-            out["p_at_n"] = hits[:, nk:] / np.array(ends, dtype=np.float64)
-        for c, k in enumerate(topk if "map@k" in want else []):
-            hk = hits[:, c]
-            out[f"ap@{k}"] = np.where(hk > 0, num_k[:, c] / np.maximum(hk, 1), 0.0)
-        if need_grade:
-            g = np.take_along_axis(grade, order[:, : min(max(ndcg_k), n)], axis=1).astype(np.float64)
-            out.update(_ndcg(g, _row_bincount(grade, nclass + 1), ndcg_k, n))
-    return out
-
-
-@functools.lru_cache(maxsize=4)
-def _ranks(n: int) -> np.ndarray:
-    """Read-only float64 ``1..n`` (shared by all chunks and threads)."""
-    r = np.arange(1, n + 1, dtype=np.float64)
-    r.flags.writeable = False
-    return r
 
 
 def _kmax(want: set[str], topk: Sequence[int], pn: Sequence[int], ndcg_k: Sequence[int]) -> int:
@@ -366,34 +231,121 @@ def _tie_avg_ap(hist: np.ndarray, relh: np.ndarray, n_rel: np.ndarray, n: int) -
     return np.where(n_rel > 0, contrib.sum(1) / np.maximum(n_rel, 1), 0.0)
 
 
-def _ndcg(g: np.ndarray, ghist: np.ndarray, ks: Sequence[int], n: int) -> dict[str, np.ndarray]:
-    """NDCG@k with gain 2^g - 1 and discount 1/log2(p + 1), g = number of shared labels.
-
-    ``g`` (b, kmax) float: grades in ranked order; ``ghist`` (b, c+1): items per grade. The ideal grade at position p
-    is #{v >= 1 : (items with grade >= v) > p}.
-    """
-    b, kmax = g.shape
+def _ideal_dcg(ghist: np.ndarray, kmax: int) -> np.ndarray:
+    """(b, kmax) cumulative ideal DCG: position p holds grade #{v >= 1 : (items with grade >= v) > p} (the grades
+    sorted in decreasing order), gain 2^g - 1, discount 1/log2(p + 1); ``ghist`` (b, c+1): items per grade."""
+    b = ghist.shape[0]
     disc = 1.0 / np.log2(np.arange(2, kmax + 2, dtype=np.float64))
-    gains = np.exp2(g) - 1
     at_least = np.cumsum(ghist[:, ::-1], 1)[:, ::-1][:, 1:]  # (b, c): items with grade >= v, v = 1..c
     # +1 on positions [0, at_least_v) for every grade v: a difference array and one cumsum
     diff = np.zeros((b, kmax + 1))
     diff[:, 0] = at_least.shape[1]
     np.add.at(diff, (np.repeat(np.arange(b), at_least.shape[1]), np.minimum(at_least, kmax).ravel()), -1.0)
-    ideal = np.cumsum(diff, 1)[:, :kmax]  # (b, kmax)
-    igains = np.exp2(ideal) - 1
+    ideal = np.cumsum(diff, 1)[:, :kmax]
+    return np.cumsum((np.exp2(ideal) - 1) * disc, 1)
+
+
+def _ndcg_from(dcg: np.ndarray, idcg: np.ndarray, ks: Sequence[int], n: int) -> dict[str, np.ndarray]:
+    """NDCG@k from cumulative DCG and ideal DCG (b, >= min(k, n)); 0 when IDCG@k = 0 (no relevant item)."""
     out = {}
     for k in ks:
         kk = min(k, n)
-        dcg = gains[:, :kk] @ disc[:kk]
-        idcg = igains[:, :kk] @ disc[:kk]
-        out[f"ndcg@{k}"] = np.where(idcg > 0, dcg / np.maximum(idcg, 1e-300), 0.0)
+        d, i = dcg[:, kk - 1], idcg[:, kk - 1]
+        out[f"ndcg@{k}"] = np.where(i > 0, d / np.maximum(i, 1e-300), 0.0)
     return out
 
 
-def _workers(num_threads: int | None, n_chunks: int) -> int:
+def _ndcg(g: np.ndarray, ghist: np.ndarray, ks: Sequence[int], n: int) -> dict[str, np.ndarray]:
+    """NDCG@k with gain 2^g - 1 and discount 1/log2(p + 1), g = number of shared labels (torch path).
+
+    ``g`` (b, kmax) float: grades in ranked order; ``ghist`` (b, c+1): items per grade."""
+    kmax = g.shape[1]
+    disc = 1.0 / np.log2(np.arange(2, kmax + 2, dtype=np.float64))
+    return _ndcg_from(np.cumsum((np.exp2(g) - 1) * disc, 1), _ideal_dcg(ghist, kmax), ks, n)
+
+
+def kernel_plan(
+    want: set[str], topk: Sequence[int], pn: Sequence[int], ndcg_k: Sequence[int], n: int
+) -> dict[str, Any]:
+    """What the compiled scan computes for these metrics over ``n`` items: ``graded``, ``order``, the sorted
+    ``probes`` (clipped k of map@k and n of P@n), ``kt``/``kn`` (top ranks kept for map@k / NDCG@k)."""
+    probes = sorted(
+        {min(k, n) for k in (topk if "map@k" in want else [])}
+        | {min(m, n) for m in (pn if "p_at_n" in want else [])}
+    )
+    return {
+        "graded": "ndcg@k" in want,
+        "order": bool(want & _ORDER_METRICS),
+        "need_ap": "map" in want,
+        "probes": np.array(probes, dtype=np.int64),
+        "kt": min(max(topk), n) if "map@k" in want else 0,
+        "kn": min(max(ndcg_k), n) if "ndcg@k" in want else 0,
+    }
+
+
+def per_query_from_scan(
+    raw: dict[str, np.ndarray],
+    plan: dict[str, Any],
+    want: set[str],
+    topk: Sequence[int],
+    pn: Sequence[int],
+    ndcg_k: Sequence[int],
+    n: int,
+) -> dict[str, np.ndarray]:
+    """The per-query statistics (``n_rel``, ``counts``, ``ap``, ``ap@k``, ``p_at_n``, ``ndcg@k``) from the merged
+    outputs of the compiled scan (:mod:`cmh.metrics._kernel`) over a whole database of ``n`` items."""
+    from cmh.metrics._kernel import FIX_SCALE
+
+    relh = raw["relh"]
+    n_rel = relh.sum(1)
+    st: dict[str, np.ndarray] = {"n_rel": n_rel, "counts": np.stack([raw["hist"] - relh, relh], axis=2)}
+    if "map" in want:
+        num = raw["apfix"][:, 0].astype(np.float64) + raw["apfix"][:, 1] / FIX_SCALE
+        st["ap"] = np.where(n_rel > 0, num / np.maximum(n_rel, 1), 0.0)
+    col = {int(m): c for c, m in enumerate(plan["probes"])}
+    if "map@k" in want:
+        ks = [min(k, n) for k in topk]
+        num = kernel_module().prefix_at(raw["term"], np.array(ks, dtype=np.int64))  # Σ over the first k ranks
+        for c, (k, kk) in enumerate(zip(topk, ks, strict=True)):
+            hk = raw["pcnt"][:, col[kk]]
+            st[f"ap@{k}"] = np.where(hk > 0, num[:, c] / np.maximum(hk, 1), 0.0)
+    if "p_at_n" in want:
+        ends = [min(m, n) for m in pn]
+        st["p_at_n"] = raw["pcnt"][:, [col[m] for m in ends]] / np.array(ends, dtype=np.float64)
+    if "ndcg@k" in want:
+        ks_arr = np.array([min(k, n) for k in ndcg_k], dtype=np.int64)
+        disc = 1.0 / np.log2(np.arange(2, raw["gain"].shape[1] + 2, dtype=np.float64))
+        dcg = kernel_module().prefix_at(raw["gain"], ks_arr)
+        idcg = kernel_module().ideal_dcg_at(np.ascontiguousarray(raw["ghist"]), ks_arr, disc)
+        for c, k in enumerate(ndcg_k):
+            st[f"ndcg@{k}"] = np.where(idcg[:, c] > 0, dcg[:, c] / np.maximum(idcg[:, c], 1e-300), 0.0)
+    return st
+
+
+@functools.cache
+def kernel_module() -> Any:
+    """:mod:`cmh.metrics._kernel` (imported on first use: numba takes a moment), or None without numba — then
+    the CPU runs the torch path (same numbers, slower)."""
+    try:
+        from cmh.metrics import _kernel
+    except ImportError:  # pragma: no cover - numba is a regular dependency
+        return None
+    return _kernel
+
+
+@contextlib.contextmanager
+def numba_threads(num_threads: int | None) -> Iterator[None]:
+    """Run the compiled kernels on ``num_threads`` threads (default ``torch.get_num_threads()``), capped by the
+    cores and numba's pool; restores the previous setting."""
+    import numba
+
     want = torch.get_num_threads() if num_threads is None else int(num_threads)
-    return max(1, min(want, os.cpu_count() or 1, n_chunks))
+    before = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(want, os.cpu_count() or 1, numba.config.NUMBA_NUM_THREADS)))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
 
 
 def evaluate(
@@ -457,42 +409,55 @@ def evaluate(
     dev = resolve_device(device)
     chunk = max(1, int(memory_budget_mb * 2**20 // (_BYTES_PER_PAIR * n)))
     nclass = ql.shape[1]
-    if dev.type == "cpu" and not _force_torch and bits < 256 and nclass < 256:
-        # small chunks keep the per-chunk arrays in cache (memory_budget_mb stays the upper bound)
-        chunk = min(chunk, max(1, int(min(memory_budget_mb, _CPU_CHUNK_MB) * 2**20 // (_BYTES_PER_PAIR * n))))
-        qp, dbp, qlp, dblp = pack_bits(q), pack_bits(db), pack_bits(ql), pack_bits(dbl)
-
-        def job(s: int) -> dict[str, np.ndarray]:
-            return _chunk_stats_np(
-                qp[s : s + chunk], dbp, qlp[s : s + chunk], dblp, bits, nclass, want, topk, pn, ndcg_k
-            )
-
-        starts = range(0, nq, chunk)
-        workers = _workers(num_threads, len(starts))
-        if workers > 1:  # numpy releases the GIL in the heavy calls (popcount, argsort, take, bincount)
-            with ThreadPoolExecutor(workers) as ex:
-                parts = list(ex.map(job, starts))
-        else:
-            parts = [job(s) for s in starts]
-    else:
-        qt, dbt, qlt, dblt = (torch.from_numpy(np.ascontiguousarray(x)) for x in (q, db, ql, dbl))
-        dbc, dbl_d = dbt.to(dev), dblt.to(dev)
-        parts = [
-            _chunk_stats(
-                qt[s : s + chunk].to(dev),
-                dbc,
-                qlt[s : s + chunk].to(dev),
-                dbl_d,
+    _kernel = kernel_module()
+    if dev.type == "cpu" and not _force_torch and _kernel is not None and bits < 2**16 and nclass < 2**16:
+        plan = kernel_plan(want, topk, pn, ndcg_k, n)
+        with numba_threads(num_threads):
+            raw = _kernel.run_scan(
+                _kernel.pack_rows(q),
+                _kernel.pack_rows(db),
+                _kernel.pack_rows(ql),
+                _kernel.pack_rows(dbl),
                 bits,
                 nclass,
-                want,
-                topk,
-                pn,
-                ndcg_k,
+                **plan,
             )
-            for s in range(0, nq, chunk)
-        ]
+        st = per_query_from_scan(raw, plan, want, topk, pn, ndcg_k, n)
+        return aggregate(st, want, nq, n, bits, topk, pn, ndcg_k, return_per_query)
+    qt, dbt, qlt, dblt = (torch.from_numpy(np.ascontiguousarray(x)) for x in (q, db, ql, dbl))
+    dbc, dbl_d = dbt.to(dev), dblt.to(dev)
+    parts = [
+        _chunk_stats(
+            qt[s : s + chunk].to(dev),
+            dbc,
+            qlt[s : s + chunk].to(dev),
+            dbl_d,
+            bits,
+            nclass,
+            want,
+            topk,
+            pn,
+            ndcg_k,
+        )
+        for s in range(0, nq, chunk)
+    ]
     st = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return aggregate(st, want, nq, n, bits, topk, pn, ndcg_k, return_per_query)
+
+
+def aggregate(
+    st: dict[str, np.ndarray],
+    want: set[str],
+    nq: int,
+    n: int,
+    bits: int,
+    topk: Sequence[int],
+    pn: Sequence[int],
+    ndcg_k: Sequence[int],
+    return_per_query: bool,
+) -> dict[str, Any]:
+    """The result dictionary of :func:`evaluate` from per-query statistics (one row per query): ``n_rel``,
+    ``counts`` (nq, K+1, 2) [non-relevant, relevant], ``ap``, ``ap@k``, ``p_at_n``, ``ndcg@k`` (those asked for)."""
     n_rel = st["n_rel"]
     res: dict[str, Any] = {
         "n_queries": nq,

@@ -1,0 +1,212 @@
+"""The compiled CPU kernel (cmh.metrics._kernel) against the per-query reference loop and the torch path, to 1e-12,
+on tie-heavy data, random shapes (bits 8-256, label widths 1-300), all-tied and zero-relevance cases."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import cmh.metrics.retrieval as retrieval
+from cmh.metrics import evaluate
+from cmh.metrics.reference import reference_metrics
+
+TOL = 1e-12
+
+
+def make(nq, n, bits, classes, seed=0, density=0.15, flip=0.2):
+    rng = np.random.default_rng(seed)
+    q = rng.choice(np.array([-1, 1], np.int8), size=(nq, bits))
+    base = q[rng.integers(0, nq, n)]
+    db = np.where(rng.random((n, bits)) < flip, -base, base).astype(np.int8)  # near the queries: many ties
+    ql = (rng.random((nq, classes)) < density).astype(np.uint8)
+    dbl = (rng.random((n, classes)) < density).astype(np.uint8)
+    return q, db, ql, dbl
+
+
+def assert_same(a: dict, b: dict, tol: float = TOL) -> None:
+    """Every key of two evaluate() results agrees to ``tol`` (lists and curves included)."""
+    assert a.keys() == b.keys()
+    for key, va in a.items():
+        vb = b[key]
+        if isinstance(va, dict):
+            for sub in va:
+                np.testing.assert_allclose(va[sub], vb[sub], atol=tol, rtol=0, err_msg=f"{key}.{sub}")
+        else:
+            np.testing.assert_allclose(va, vb, atol=tol, rtol=0, err_msg=key)
+
+
+def check(q, db, ql, dbl, topk, pn, ndcg_k):
+    kw = dict(topk=topk, pn_grid=pn, ndcg_k=ndcg_k, return_per_query=True)
+    fast = evaluate(q, db, ql, dbl, **kw)
+    assert_same(fast, evaluate(q, db, ql, dbl, _force_torch=True, **kw))
+    ref = reference_metrics(q, db, ql, dbl, topk=topk, pn=pn, ndcg_k=ndcg_k)
+    np.testing.assert_allclose(fast["ap_per_query"], ref["ap"], atol=TOL, rtol=0)
+    np.testing.assert_allclose(fast["ap_tie_avg_per_query"], ref["ap_tie"], atol=TOL, rtol=0)
+    for k in topk:
+        assert abs(fast[f"map@{k}"] - ref[f"ap@{k}"].mean()) <= TOL
+    for k in ndcg_k:
+        assert abs(fast[f"ndcg@{k}"] - ref[f"ndcg@{k}"].mean()) <= TOL
+    np.testing.assert_allclose(fast["p_at_n"]["precision"], ref["p_at_n"].mean(0), atol=TOL, rtol=0)
+    return fast
+
+
+@pytest.mark.parametrize(
+    ("nq", "n", "bits", "classes"),
+    [
+        (7, 300, 64, 24),
+        (5, 257, 128, 80),
+        (4, 150, 8, 1),
+        (3, 90, 200, 300),
+        (6, 120, 256, 130),
+        (2, 1, 16, 3),
+    ],
+)
+def test_kernel_matches_reference_and_torch(nq, n, bits, classes):
+    check(
+        *make(nq, n, bits, classes, seed=n),
+        topk=(1, 10, 60, 10_000),
+        pn=[1, 5, 40, 10_000],
+        ndcg_k=(1, 9, 100),
+    )
+
+
+def test_all_tied_and_zero_relevance():
+    q, db, ql, dbl = make(6, 200, 32, 5, seed=1)
+    db[:] = q[0]  # every item at the same distance from each query: the order is the index order
+    ql[:2] = 0  # two queries without relevant items
+    r = check(q, db, ql, dbl, topk=(1, 50, 200), pn=[1, 100, 200], ndcg_k=(10, 200))
+    assert r["ap_per_query"][:2] == [0.0, 0.0] and r["n_zero_relevance"] >= 2
+    rel = (dbl @ ql[2]) > 0
+    hits = np.cumsum(rel)
+    want = (hits[rel] / (np.flatnonzero(rel) + 1)).sum() / rel.sum()
+    assert r["ap_per_query"][2] == pytest.approx(want, abs=TOL)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.integers(1, 6),
+    st.integers(1, 90),
+    st.sampled_from([8, 13, 64, 100, 128, 256]),
+    st.sampled_from([1, 2, 24, 81, 300]),
+    st.floats(0.0, 0.6),
+    st.sampled_from([0.0, 0.05, 0.3, 0.5]),
+    st.integers(0, 10**6),
+)
+def test_kernel_properties(nq, n, bits, classes, density, flip, seed):
+    q, db, ql, dbl = make(nq, n, bits, classes, seed=seed, density=density, flip=flip)
+    ks = sorted({1, max(1, n // 3), n, n + 7})
+    r = check(q, db, ql, dbl, topk=ks, pn=ks, ndcg_k=ks)
+    # the stable mAP is map@n_db; P@n_db is the share of relevant items
+    assert r["map"] == pytest.approx(r[f"map@{n}"], abs=TOL)
+    share = ((ql.astype(int) @ dbl.T.astype(int)) > 0).mean(1).mean()
+    assert r["p_at_n"]["precision"][-1] == pytest.approx(share, abs=TOL)
+
+
+def test_metric_subsets_agree_with_the_full_set():
+    q, db, ql, dbl = make(9, 400, 64, 12, seed=3)
+    kw = dict(topk=(5, 50), pn_grid=[1, 20, 400], ndcg_k=(7,))
+    full = evaluate(q, db, ql, dbl, **kw)
+    for metrics in (
+        ["map"],
+        ["map@k"],
+        ["p_at_n"],
+        ["ndcg@k"],
+        ["map_tie_avg", "p_r2"],
+        ["pr_radius", "map"],
+    ):
+        part = evaluate(q, db, ql, dbl, metrics=metrics, **kw)
+        for key, value in part.items():
+            assert value == full[key], (metrics, key)
+
+
+def test_without_numba_the_cpu_runs_the_torch_path(monkeypatch):
+    q, db, ql, dbl = make(5, 120, 16, 4, seed=2)
+    fast = evaluate(q, db, ql, dbl, return_per_query=True)
+    monkeypatch.setattr(retrieval, "kernel_module", lambda: None)
+    assert_same(evaluate(q, db, ql, dbl, return_per_query=True), fast)
+
+
+def test_packing_is_bit_order_free():
+    """Codes packed by np.packbits (big-endian bits, as on-disk shards) give the kernel's distances."""
+    from cmh.metrics._kernel import pack_rows
+
+    q, db, _, _ = make(3, 40, 70, 2, seed=4)
+    a = pack_rows(q)
+    b = pack_rows(np.packbits(q > 0, axis=1), bits=70)
+    np.testing.assert_array_equal(a, b)
+    d = np.bitwise_count(a[:, None, :] ^ pack_rows(db)[None]).sum(2)
+    np.testing.assert_array_equal(d, (70 - q.astype(int) @ db.T.astype(int)) // 2)
+
+
+@pytest.mark.slow
+def test_compiled_once_then_loaded_from_the_cache(tmp_path):
+    """A fresh process compiles the kernel into the cache; the next process loads it (no compile)."""
+    script = (
+        "import numpy as np; from cmh.metrics import evaluate; from cmh.metrics import _kernel as k\n"
+        "r = np.random.default_rng(0); c = r.choice([-1, 1], (30, 64)); l = (r.random((30, 5)) < .3)\n"
+        "evaluate(c[:5], c, l[:5], l, metrics=['map'])\n"
+        "s = k.scan_kernel.stats; print(len(s.cache_hits), len(s.cache_misses))"
+    )
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    runs = [
+        subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+        for _ in range(2)
+    ]
+    first, second = (tuple(map(int, r.stdout.split()[-2:])) for r in runs)
+    assert first == (0, 1) and second == (1, 0)
+
+
+@pytest.mark.parametrize("bits", [16, 64])
+def test_faiss_topk_backend_equals_the_exact_path(bits):
+    pytest.importorskip("faiss")
+    from cmh.metrics.topk_faiss import evaluate_topk_faiss
+
+    q, db, ql, dbl = make(20, 2500, bits, 10, seed=bits, flip=0.1)  # heavy ties at every distance
+    topk, pn = (1, 30, 700), [1, 10, 100, 700]
+    fast = evaluate_topk_faiss(q, db, ql, dbl, topk=topk, pn_grid=pn, num_threads=2)
+    exact = evaluate(q, db, ql, dbl, metrics=["map@k", "p_at_n"], topk=topk, pn_grid=pn)
+    for k in topk:
+        assert fast[f"map@{k}"] == pytest.approx(exact[f"map@{k}"], abs=TOL)
+    assert fast["p_at_n"]["n"] == exact["p_at_n"]["n"]
+    np.testing.assert_allclose(fast["p_at_n"]["precision"], exact["p_at_n"]["precision"], atol=TOL)
+
+
+def test_cli_eval_topk_backend_faiss(tmp_path):
+    pytest.importorskip("faiss")
+    import json
+
+    from cmh.cli import main
+
+    q, db, ql, dbl = make(15, 1200, 32, 6, seed=9, flip=0.1)
+    path = tmp_path / "codes.npz"
+    np.savez(path, query_image=q, database_text=db, query_labels=ql, database_labels=dbl)
+    out_exact, out_faiss = tmp_path / "exact.json", tmp_path / "faiss.json"
+    assert main(["eval", "--codes", str(path), "--out", str(out_exact)]) == 0
+    assert main(["eval", "--codes", str(path), "--topk-backend", "faiss", "--out", str(out_faiss)]) == 0
+    exact = json.loads(out_exact.read_text())["tasks"]["i2t"]
+    fast = json.loads(out_faiss.read_text())["tasks"]["i2t"]
+    assert "map" not in fast
+    for k in (50, 500, 1000):
+        assert fast[f"map@{k}"] == pytest.approx(exact[f"map@{k}"], abs=TOL)
+    n = fast["p_at_n"]["n"]
+    assert n == exact["p_at_n"]["n"][: len(n)]
+    np.testing.assert_allclose(fast["p_at_n"]["precision"], exact["p_at_n"]["precision"][: len(n)], atol=TOL)
+
+
+def test_long_relevant_runs_keep_the_fixed_point_sum_exact():
+    """Thousands of relevant items per query (the AP sum carries past 2**52 several times): AP is exactly 1 when
+    every item is relevant, and equals the reference when half are."""
+    q, db, ql, dbl = make(3, 5000, 16, 2, seed=5, flip=0.3)
+    ql[:], dbl[:] = 1, 1
+    r = evaluate(q, db, ql, dbl, metrics=["map", "map@k"], topk=(4000,))
+    assert r["map"] == 1.0 and r["map@4000"] == 1.0
+    dbl[::2] = 0
+    r = evaluate(q, db, ql, dbl, metrics=["map"], return_per_query=True)
+    ref = reference_metrics(q, db, ql, dbl)
+    np.testing.assert_allclose(r["ap_per_query"], ref["ap"], atol=TOL, rtol=0)
