@@ -49,7 +49,7 @@ def write_grid(tmp_path: Path) -> Path:
                 "seeds": [1],
                 "set": {"epochs": 2, "txt_hidden": 64, "verbose": False},
             },
-            {"methods": ["cvh"], "datasets": ["synthetic"], "bits": [8], "seeds": [0], "set": {"reg": -1.0}},
+            {"methods": ["cmfh"], "datasets": ["synthetic"], "bits": [8], "seeds": [0], "set": {"lam": 2.0}},
         ],
     }
     path = tmp_path / "grid.yaml"
@@ -84,7 +84,7 @@ def test_ray_backend_writes_the_local_records(local_ray, tmp_path: Path, capsys,
     assert main(["sweep", str(grid), "--out", str(tmp_path / "ray"), "--backend", "ray"]) == 2
     captured = capsys.readouterr()
     assert "on Ray: 2 CPUs" in captured.out and "1 of 6 runs failed" in captured.err
-    assert "reg" in captured.out  # the failing cell's own one-line reason
+    assert "lam" in captured.out  # the failing cell's own one-line reason
 
     local, on_ray = comparable(tmp_path / "local"), comparable(tmp_path / "ray")
     assert sorted(local) == sorted(on_ray) and len(local) == 5
@@ -130,6 +130,7 @@ def test_resources_from_the_grid_and_the_command_line(tmp_path: Path, capsys) ->
         ("cvh", 1.0, 0.0),
         ("scm-seq", 1.0, 0.0),
         ("dcmh", 1.0, 0.5),
+        ("cmfh", 1.0, 0.0),
     }
     opts = {"data": None, "image_features": None, "set": None, "bits": None, "seeds": None}
     cli = argparse.Namespace(**opts, cpus_per_run=4.0, gpus_per_run=None)
