@@ -261,7 +261,9 @@ class DeepHashMethod(HashMethod):
         if not self.raw_images:
             return super().check_train(train)
         self.image_input(train)
-        if getattr(train, "labels", None) is None or getattr(train, "text", None) is None:
+        if (self.supervised and getattr(train, "labels", None) is None) or getattr(
+            train, "text", None
+        ) is None:
             raise CMHError(f"{self.name} needs labels and text features; the training data lacks them")
 
     def _backbone(self, for_loading: bool = False) -> Any:
@@ -338,7 +340,7 @@ class DeepHashMethod(HashMethod):
     def fit(self, train: Any) -> DeepHashMethod:
         """Train on ``train`` (:class:`cmh.data.Pairs` with image (n, d_img), text (n, d_txt), labels (n, c))."""
         self.check_train(train)
-        labels_np = np.asarray(train.labels)
+        labels_np = self._train_labels(train)
         if labels_np.ndim != 2 or len(labels_np) < 2:
             raise CMHError(f"{self.name}: labels must be a (n, classes) multi-hot array with n >= 2")
         fingerprint = _fingerprint(self.image_input(train), train.text, labels_np)
@@ -349,6 +351,18 @@ class DeepHashMethod(HashMethod):
             return self._fit(train, labels_np, fingerprint)
         finally:
             torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn)
+
+    def _train_labels(self, train: Any) -> np.ndarray:
+        """The labels training may use: ``train.labels`` for a supervised method; an empty ``(n, 0)`` array
+        for an unsupervised one (``supervised = False``), which never sees labels, present or not."""
+        if self.supervised:
+            return np.asarray(train.labels)
+        if self.cfg.val_fraction > 0:
+            raise CMHError(
+                f"{self.name} is unsupervised and early stopping scores held-out pairs by their labels; "
+                "leave val_fraction=0"
+            )
+        return np.zeros((int(train.text.shape[0]), 0), dtype=np.uint8)
 
     def _fit(self, train: Any, labels_np: np.ndarray, fingerprint: str) -> DeepHashMethod:
         cfg, dev = self.cfg, self.device
