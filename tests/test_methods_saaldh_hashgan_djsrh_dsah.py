@@ -187,3 +187,13 @@ def test_hashgan_adversarial_directions(synthetic_small):
     assert any(
         not torch.equal(a, b) for a, b in zip(gen_before, nets["img"].generator.parameters(), strict=True)
     )
+
+
+@pytest.mark.parametrize("name", ["djsrh", "dsah"])
+def test_feature_only_methods_refuse_pixels(name):
+    from cmh.cli.listing import capabilities
+
+    assert "pixels" not in capabilities(get_method_class(name))
+    assert "pixels" in capabilities(get_method_class("saaldh"))
+    with pytest.raises(CMHError, match="image features only"):
+        create_method(name, bits=16, image_backbone="efficientnet-lite0")

@@ -194,6 +194,9 @@ class DeepHashMethod(HashMethod):
     supervised: ClassVar[bool] = True
     inputs: ClassVar[tuple[str, ...]] = ("image", "text", "labels")
     Config: ClassVar[type] = DeepConfig
+    #: whether ``image_backbone`` (training from pixels) is supported; ``False`` for methods whose losses need
+    #: the image *features* themselves (e.g. DJSRH's affinity)
+    pixels: ClassVar[bool] = True
 
     def __init__(self, bits: int, seed: int = 0, device: str | torch.device = "cpu", **config: Any) -> None:
         super().__init__(bits=bits, seed=seed, device=device, **config)
@@ -201,6 +204,11 @@ class DeepHashMethod(HashMethod):
         if (cfg.epochs is not None and cfg.epochs < 1) or cfg.batch_size < 1:
             raise CMHError(
                 f"{self.name}: epochs and batch_size must be >= 1 (got {cfg.epochs}, {cfg.batch_size})"
+            )
+        if cfg.image_backbone and not self.pixels:
+            raise CMHError(
+                f"{self.name} trains on image features only (its loss uses them); drop image_backbone and "
+                "pass features (`cmh extract` makes them)"
             )
         if not 0.0 <= cfg.val_fraction < 0.5:
             raise CMHError(f"{self.name}: val_fraction must be in [0, 0.5), got {cfg.val_fraction}")

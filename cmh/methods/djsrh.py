@@ -24,9 +24,9 @@ Defaults — the paper's / authors' settings for MIRFLICKR-25K: ``β = 0.6``, ``
 (TxtNet), batch 32 is the paper's, 128 the code's (cmh: 128). The paper trains 80 epochs on MIRFLICKR;
 cmh's default is 50 (the small data sets here converge earlier; ``--set epochs=80`` for the paper).
 
-Honest note: the image network in the paper is VGG-19 fine-tuned end to end from pixels; in feature
-mode only its last (hash) layer is learnt, on a fixed image feature (``image_backbone`` restores the
-end-to-end form).
+Honest note: the image network in the paper is VGG-19 fine-tuned end to end from pixels; in cmh only its last
+(hash) layer is learnt, on a fixed image feature (``img_hidden`` adds a ReLU layer under it). Training from
+pixels (``image_backbone``) is refused: the affinity needs the image features themselves.
 """
 
 from __future__ import annotations
@@ -73,6 +73,7 @@ class DJSRH(DeepHashMethod):
     )
     supervised: ClassVar[bool] = False
     inputs: ClassVar[tuple[str, ...]] = ("image", "text")
+    pixels: ClassVar[bool] = False  # the affinity is computed from the image features
     Config: ClassVar[type] = DJSRHConfig
 
     def _build_nets(self, dims: dict[str, int]) -> dict[str, nn.Module]:

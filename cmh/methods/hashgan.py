@@ -121,8 +121,11 @@ class HashGAN(DeepHashMethod):
         }
 
     def _build_optimizers(self, nets: dict[str, nn.Module]) -> dict[str, torch.optim.Optimizer]:
-        d_params = [*nets["img"].discriminator_parameters(), *nets["txt"].discriminator_parameters()]
-        g_params = [*nets["img"].generator.parameters(), *nets["txt"].generator.parameters()]
+        img = nets["img"]
+        head = getattr(img, "head", img)  # raw-image mode: pixels -> backbone -> this head
+        backbone = list(img.backbone.parameters()) if hasattr(img, "backbone") else []
+        d_params = [*backbone, *head.discriminator_parameters(), *nets["txt"].discriminator_parameters()]
+        g_params = [*head.generator.parameters(), *nets["txt"].generator.parameters()]
         return {
             "disc": torch.optim.Adam(d_params, lr=self.cfg.lr),
             "gen": torch.optim.Adam(g_params, lr=self.cfg.lr_gen),
