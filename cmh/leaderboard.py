@@ -22,7 +22,14 @@ from typing import Any
 import numpy as np
 
 from cmh._atomic import atomic_write_bytes
-from cmh.compare import REPORTED_DIR, ComparisonTable, build_table, relative_paths, to_markdown
+from cmh.compare import (
+    REPORTED_DIR,
+    ComparisonTable,
+    build_table,
+    relative_paths,
+    scalar_metrics,
+    to_markdown,
+)
 from cmh.errors import CMHError
 from cmh.results import TASK_TITLES, TASKS, load_records
 
@@ -271,6 +278,8 @@ def _dataset_page(
 def _map50_section(table: ComparisonTable, records_by_path: dict[str, dict[str, Any]]) -> list[str]:
     """The mAP@50 table (the metric the unsupervised papers, DJSRH and DSAH, report), same records."""
     recs = [r for r in records_by_path.values() if r["dataset"]["name"] == table.dataset]
+    if "map@50" not in scalar_metrics(recs):  # records made before mAP@50 was computed
+        return []
     v = table.version
     t50 = build_table(
         recs,
