@@ -19,7 +19,7 @@ from cmh.registry import create_method, get_method_class
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 SMALL = {
-    "saaldh": {"hidden": (128, 64), "batch_size": 64, "verbose": False},
+    "saaldh": {"hidden": (128, 64), "batch_size": 32, "verbose": False},
     "hashgan": {"hidden": (128, 64), "mask_hidden": 32, "batch_size": 32, "verbose": False},
     "djsrh": {"txt_hidden": 256, "optimizer": "adam", "img_hidden": 128, "batch_size": 32, "verbose": False},
     "dsah": {
