@@ -376,13 +376,15 @@ def load_reported(
     directory: str | Path = REPORTED_DIR,
 ) -> list[ReportedRow]:
     """Published numbers for ``dataset`` from the CSV files in ``directory`` (columns: source, table, features,
-    dataset, task, method, bits, map). Only the ``map`` metric is published; other metrics give no rows."""
-    if metric != "map":
-        return []
+    dataset, task, method, bits, then one value column named by its metric: ``map``, or ``map@50`` for the
+    unsupervised papers that report mAP over the top 50). A file without a ``metric`` column gives no rows
+    for that metric."""
     grouped: dict[tuple[str, str, str, str], dict[tuple[str, int], float]] = defaultdict(dict)
     for path in sorted(Path(directory).glob("*.csv")):
         lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln and not ln.startswith("#")]
         for row in csv.DictReader(lines):
+            if not row.get(metric):
+                continue
             if _norm_dataset(row["dataset"]) != _norm_dataset(dataset) or not _match_method(
                 row["method"], methods
             ):
@@ -390,7 +392,7 @@ def load_reported(
             if bits and int(row["bits"]) not in bits:
                 continue
             key = (row["source"], row["table"], row["features"], row["method"])
-            grouped[key][row["task"], int(row["bits"])] = float(row["map"])
+            grouped[key][row["task"], int(row["bits"])] = float(row[metric])
     return [ReportedRow(s, t, f, m, v) for (s, t, f, m), v in grouped.items()]
 
 
@@ -581,7 +583,7 @@ def _reported_rows(table: ComparisonTable, digits: int = 3) -> list[list[str]]:
 
 
 def caption(table: ComparisonTable) -> str:
-    what = "MAP" if table.metric == "map" else table.metric
+    what = {"map": "MAP", "map@50": "mAP@50"}.get(table.metric, table.metric)
     ver = f" — {table.version.label()}" if table.version else ""
     return f"{table.dataset}: {what}, mean ± std over seeds{ver}"
 

@@ -22,7 +22,14 @@ from typing import Any
 import numpy as np
 
 from cmh._atomic import atomic_write_bytes
-from cmh.compare import REPORTED_DIR, ComparisonTable, build_table, relative_paths, to_markdown
+from cmh.compare import (
+    REPORTED_DIR,
+    ComparisonTable,
+    build_table,
+    relative_paths,
+    scalar_metrics,
+    to_markdown,
+)
 from cmh.errors import CMHError
 from cmh.gallery import NO_PHOTOS, gallery_section, is_gallery_png
 from cmh.results import TASK_TITLES, TASKS, load_records
@@ -215,6 +222,7 @@ def _dataset_page(
         "",
         to_markdown(table),
     ]
+    parts += _map50_section(table, records_by_path)
     fb = _figure_bits(table)
     if fb is not None:
         pr = _curves(table, records_by_path, fb, "pr_radius", "radius", ["precision", "recall"])
@@ -269,6 +277,25 @@ def _dataset_page(
         _sources(table, out_dir),
     ]
     return "\n".join(parts).rstrip("\n") + "\n", files
+
+
+def _map50_section(table: ComparisonTable, records_by_path: dict[str, dict[str, Any]]) -> list[str]:
+    """The mAP@50 table (the metric the unsupervised papers, DJSRH and DSAH, report), same records."""
+    recs = [r for r in records_by_path.values() if r["dataset"]["name"] == table.dataset]
+    if "map@50" not in scalar_metrics(recs):  # records made before mAP@50 was computed
+        return []
+    v = table.version
+    t50 = build_table(
+        recs,
+        table.dataset,
+        metric="map@50",
+        reported=True,
+        version=v.content_hash if v else None,
+        database=v.database_codes if v else None,
+    )
+    if not t50.cells:
+        return []
+    return ["## mAP@50 (mean AP over the top 50 retrieved)", "", to_markdown(t50)]
 
 
 def _reported_sources(directory: Path) -> list[str]:

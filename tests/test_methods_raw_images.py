@@ -41,7 +41,7 @@ def photos(shared_data) -> CrossModalDataset:
     )
 
 
-@pytest.mark.parametrize("name", ["dcmh", "ssah"])
+@pytest.mark.parametrize("name", ["dcmh", "ssah", "saaldh", "hashgan"])
 def test_backbone_is_fine_tuned_end_to_end(photos: CrossModalDataset, name: str) -> None:
     torch.set_num_threads(1)
     m = create_method(name, bits=16, seed=0, **TINY)

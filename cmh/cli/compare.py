@@ -18,7 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--methods", help="rows, in this order (comma-separated; default: all recorded)")
     p.add_argument("--bits", type=int_list, help="columns, e.g. 16,32,64 (default: all recorded)")
     p.add_argument(
-        "--metric", default="map", help="map (default), map@1000, map_tie_avg, p_r2, ndcg@100, ..."
+        "--metric",
+        default="map",
+        help="map (default), map@50 (the unsupervised papers' metric), map@1000, map_tie_avg, p_r2, ndcg@100, ...",
     )
     p.add_argument("--reported", action="store_true", help="add published numbers (cmh/reported/*.csv)")
     p.add_argument(

@@ -26,7 +26,10 @@ def capabilities(cls: type) -> list[str]:
     )
     return [
         name
-        for name, ok in (("pixels", "image_backbone" in fields), ("unified", has_unified_codes(cls)))
+        for name, ok in (
+            ("pixels", "image_backbone" in fields and getattr(cls, "pixels", True)),
+            ("unified", has_unified_codes(cls)),
+        )
         if ok
     ]
 

@@ -202,6 +202,9 @@ class DeepHashMethod(HashMethod):
     Config: ClassVar[type] = DeepConfig
     #: keys of ``nets`` that run whole on every rank in distributed training (not one row per input row)
     unsharded_nets: ClassVar[tuple[str, ...]] = ()
+    #: whether ``image_backbone`` (training from pixels) is supported; ``False`` for methods whose losses need
+    #: the image *features* themselves (e.g. DJSRH's affinity)
+    pixels: ClassVar[bool] = True
 
     def __init__(self, bits: int, seed: int = 0, device: str | torch.device = "cpu", **config: Any) -> None:
         super().__init__(bits=bits, seed=seed, device=device, **config)
@@ -209,6 +212,11 @@ class DeepHashMethod(HashMethod):
         if (cfg.epochs is not None and cfg.epochs < 1) or cfg.batch_size < 1:
             raise CMHError(
                 f"{self.name}: epochs and batch_size must be >= 1 (got {cfg.epochs}, {cfg.batch_size})"
+            )
+        if cfg.image_backbone and not self.pixels:
+            raise CMHError(
+                f"{self.name} trains on image features only (its loss uses them); drop image_backbone and "
+                "pass features (`cmh extract` makes them)"
             )
         if not 0.0 <= cfg.val_fraction < 0.5:
             raise CMHError(f"{self.name}: val_fraction must be in [0, 0.5), got {cfg.val_fraction}")
@@ -269,7 +277,9 @@ class DeepHashMethod(HashMethod):
         if not self.raw_images:
             return super().check_train(train)
         self.image_input(train)
-        if getattr(train, "labels", None) is None or getattr(train, "text", None) is None:
+        if (self.supervised and getattr(train, "labels", None) is None) or getattr(
+            train, "text", None
+        ) is None:
             raise CMHError(f"{self.name} needs labels and text features; the training data lacks them")
 
     def _backbone(self, for_loading: bool = False) -> Any:
@@ -346,7 +356,7 @@ class DeepHashMethod(HashMethod):
     def fit(self, train: Any) -> DeepHashMethod:
         """Train on ``train`` (:class:`cmh.data.Pairs` with image (n, d_img), text (n, d_txt), labels (n, c))."""
         self.check_train(train)
-        labels_np = np.asarray(train.labels)
+        labels_np = self._train_labels(train)
         if labels_np.ndim != 2 or len(labels_np) < 2:
             raise CMHError(f"{self.name}: labels must be a (n, classes) multi-hot array with n >= 2")
         fingerprint = _fingerprint(self.image_input(train), train.text, labels_np)
@@ -376,6 +386,18 @@ class DeepHashMethod(HashMethod):
                 UninformativeBitsWarning,
                 stacklevel=3,
             )
+
+    def _train_labels(self, train: Any) -> np.ndarray:
+        """The labels training may use: ``train.labels`` for a supervised method; an empty ``(n, 0)`` array
+        for an unsupervised one (``supervised = False``), which never sees labels, present or not."""
+        if self.supervised:
+            return np.asarray(train.labels)
+        if self.cfg.val_fraction > 0:
+            raise CMHError(
+                f"{self.name} is unsupervised and early stopping scores held-out pairs by their labels; "
+                "leave val_fraction=0"
+            )
+        return np.zeros((int(train.text.shape[0]), 0), dtype=np.uint8)
 
     def _fit(self, train: Any, labels_np: np.ndarray, fingerprint: str) -> DeepHashMethod:
         cfg, dev = self.cfg, self.device

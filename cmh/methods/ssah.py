@@ -73,6 +73,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cmh.methods._losses import pairwise_nll
 from cmh.methods._nets import HashHead, MultiScaleText, discriminator, mlp
 from cmh.methods._train import DeepConfig, DeepHashMethod, EpochContext, TrainData
 from cmh.registry import register_method
@@ -124,11 +125,6 @@ class SSAHConfig(DeepConfig):
     pool_widths: tuple[int, ...] | None = None
     ms_channels: int = 1
     disc_hidden: tuple[int, ...] = (512, 256)  # paper: (4096, 4096); see "CPU defaults"
-
-
-def pairwise_nll(theta: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-    """Σ (log(1 + e^θ) - S θ): the negative log-likelihood of ``S`` under ``σ(θ)`` (stable softplus)."""
-    return (F.softplus(theta) - s * theta).sum()
 
 
 def pairwise_squared(theta: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
