@@ -67,6 +67,14 @@ class DJSRHConfig(DeepConfig):
 class DJSRH(DeepHashMethod):
     """Deep Joint-Semantics Reconstructing Hashing (Su et al., ICCV 2019), unsupervised (module docstring)."""
 
+    #: unit tests: small networks and batches, the epochs its learning test needs (see HashMethod.test_config)
+    test_config: ClassVar[dict[str, Any]] = {
+        "txt_hidden": 256,
+        "optimizer": "adam",
+        "img_hidden": 128,
+        "batch_size": 32,
+        "epochs": 8,
+    }
     paper: ClassVar[str] = (
         "S. Su, Z. Zhong, C. Zhang. Deep Joint-Semantics Reconstructing Hashing for Large-Scale Unsupervised "
         "Cross-Modal Retrieval. ICCV 2019."

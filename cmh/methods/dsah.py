@@ -28,7 +28,7 @@ decoder width (512) is cmh's choice. Codes: ``sign`` of each modality's hash lay
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -52,6 +52,15 @@ class DSAHConfig(DJSRHConfig):
 class DSAH(DJSRH):
     """Deep Semantic-Alignment Hashing (Yang et al., ICMR 2020), unsupervised (see module docstring)."""
 
+    #: unit tests: small networks and batches, the epochs its learning test needs (see HashMethod.test_config)
+    test_config: ClassVar[dict[str, Any]] = {
+        "txt_hidden": 256,
+        "optimizer": "adam",
+        "img_hidden": 128,
+        "dec_hidden": 64,
+        "batch_size": 32,
+        "epochs": 8,
+    }
     paper: ClassVar[str] = (
         "D. Yang, D. Wu, W. Zhang, H. Zhang, B. Li, W. Wang. Deep Semantic-Alignment Hashing for Unsupervised "
         "Cross-Modal Retrieval. ICMR 2020, pp. 44-52."

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -107,6 +107,13 @@ def similarity_losses(
 class HashGAN(DeepHashMethod):
     """Attention-aware deep adversarial cross-modal hashing (Zhang et al., 2017) on features (module docstring)."""
 
+    #: unit tests: small networks and batches, the epochs its learning test needs (see HashMethod.test_config)
+    test_config: ClassVar[dict[str, Any]] = {
+        "hidden": (128, 64),
+        "mask_hidden": 32,
+        "batch_size": 32,
+        "epochs": 12,
+    }
     paper: ClassVar[str] = (
         "X. Zhang, S. Zhou, J. Feng, H. Lai, B. Li, Y. Pan, J. Yin, S. Yan. HashGAN: Attention-aware Deep "
         "Adversarial Hashing for Cross Modal Retrieval. arXiv 1711.09347, 2017."

@@ -38,7 +38,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -113,6 +113,8 @@ class MultiLayerAttentionHash(nn.Module):
 class SAALDH(DeepHashMethod):
     """Self-Attention and Adversary Learning Deep Hashing (Chen et al., 2021) on features (module docstring)."""
 
+    #: unit tests: small networks and batches, the epochs its learning test needs (see HashMethod.test_config)
+    test_config: ClassVar[dict[str, Any]] = {"hidden": (128, 64), "batch_size": 32, "epochs": 20}
     paper: ClassVar[str] = (
         "S. Chen, S. Wu, L. Wang, Z. Yu. Self-attention and adversary learning deep hashing network for "
         "cross-modal retrieval. Computers & Electrical Engineering 93 (2021) 107262."
