@@ -36,7 +36,8 @@ def test_example_method_runs_and_compares(tmp_path, capsys):
     args = ["run", "example-pairs", "--bits", "16", "--seeds", "0,1", "--out", str(out), "--set", "epochs=3"]
     assert main(args) == 0
     assert main(["run", "cvh", "--bits", "16", "--seeds", "0", "--out", str(out)]) == 0
-    rec = json.loads((out / "synthetic/example-pairs/16/seed1.json").read_text())
+    (path,) = (out / "synthetic/example-pairs/16").glob("seed1.*.json")  # epochs=3: a settings-tagged name
+    rec = json.loads(path.read_text())
     assert rec["method"] == "example-pairs" and rec["kind"] == "deep" and rec["config"]["epochs"] == 3
     capsys.readouterr()
     assert main(["compare", "--results", str(out), "--format", "md", "--metric", "map@50"]) == 0
