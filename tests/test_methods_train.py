@@ -9,7 +9,8 @@ from test_methods_ssah import SMALL
 
 import cmh.methods.ssah as ssah_module
 from cmh.errors import CMHError
-from cmh.registry import create_method
+from cmh.registry import create_method, get_method_class, list_methods
+from cmh.runner import supports_checkpoints
 
 DCMH_SMALL = {"txt_hidden": 256, "verbose": False}
 
@@ -22,13 +23,18 @@ def _codes(m, data):
     return m.encode_image(q.image), m.encode_text(q.text)
 
 
-@pytest.mark.parametrize("name,cfg", [("ssah", SMALL), ("dcmh", DCMH_SMALL)])
-def test_killed_run_resumes_to_the_same_codes(synthetic_small, tmp_path, monkeypatch, name, cfg):
+#: every registered method with checkpoints (the deep ones, plugins included), at its unit-test settings
+CHECKPOINTED = [n for n in list_methods() if supports_checkpoints(n)]
+
+
+@pytest.mark.parametrize("name", CHECKPOINTED)
+def test_killed_run_resumes_to_the_same_codes(synthetic_small, tmp_path, monkeypatch, name):
     train = synthetic_small.part("train")
-    full = create_method(name, bits=16, seed=0, epochs=3, **cfg).fit(train)
+    cfg = {**get_method_class(name).test_config, "verbose": False, "epochs": 3}
+    full = create_method(name, bits=16, seed=0, **cfg).fit(train)
 
     # a run with checkpoints that is "killed" during its second epoch
-    killed = create_method(name, bits=16, seed=0, epochs=3, checkpoint_dir=str(tmp_path), **cfg)
+    killed = create_method(name, bits=16, seed=0, checkpoint_dir=str(tmp_path), **cfg)
     original = type(killed)._train_epoch
 
     def dies_in_epoch_2(self, epoch, ctx):
@@ -42,7 +48,7 @@ def test_killed_run_resumes_to_the_same_codes(synthetic_small, tmp_path, monkeyp
     monkeypatch.setattr(type(killed), "_train_epoch", original)
     assert len(list(tmp_path.glob(f"{name}-16bits-seed0-*.pt"))) == 1
 
-    resumed = create_method(name, bits=16, seed=0, epochs=3, checkpoint_dir=str(tmp_path), resume=True, **cfg)
+    resumed = create_method(name, bits=16, seed=0, checkpoint_dir=str(tmp_path), resume=True, **cfg)
     resumed.fit(train)
     assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
     for a, b in zip(_codes(full, synthetic_small), _codes(resumed, synthetic_small), strict=True):
