@@ -163,7 +163,16 @@ class CrossModalDataset:
         return dataclasses.replace(self, split=split)
 
     def content_hash(self) -> str:
-        """A short sha256 over features, labels and split indices: two records agree iff the data did."""
+        """A short sha256 over features, labels and split indices: two records agree iff the data did.
+
+        Computed once per dataset (it is immutable): every planned run of ``cmh run``/``cmh sweep`` names its
+        record with it before training."""
+        cached = self.__dict__.get("_content_hash")
+        if cached is None:
+            cached = self.__dict__["_content_hash"] = self._hash_content()
+        return cached
+
+    def _hash_content(self) -> str:
         h = hashlib.sha256()
         for x in (self.image, self.text, self.labels, *(getattr(self.split, p) for p in PARTS)):
             if x is None:
