@@ -348,8 +348,7 @@ def warning_notes(records: list[dict[str, Any]]) -> list[str]:
         for text in rec.get("warnings") or []:
             kind, _, message = str(text).partition(": ")
             key = (rec["method"], kind)
-            first, bits = seen.setdefault(key, (message, set()))
-            bits.add(int(rec["bits"]))
+            seen.setdefault(key, (message, set()))[1].add(int(rec["bits"]))
     return [
         f"{method} ({', '.join(map(str, sorted(bits)))} bits) warned {kind}: {message}"
         for (method, kind), (message, bits) in sorted(seen.items())
@@ -368,6 +367,17 @@ def _norm_dataset(name: str) -> str:
     return _REPORTED_ALIASES.get(key, key)
 
 
+#: the columns of a reported-numbers CSV that are not values (the others are named by their metric)
+_REPORTED_KEYS = ("source", "table", "features", "dataset", "task", "method", "bits")
+
+
+def _reported_csv_rows(directory: str | Path) -> Iterable[dict[str, str]]:
+    """Every row of the reported-numbers CSV files in ``directory`` (``#`` lines are their citations)."""
+    for path in sorted(Path(directory).glob("*.csv")):
+        lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln and not ln.startswith("#")]
+        yield from csv.DictReader(lines)
+
+
 def load_reported(
     dataset: str,
     methods: Sequence[str] | None = None,
@@ -380,29 +390,25 @@ def load_reported(
     unsupervised papers that report mAP over the top 50). A file without a ``metric`` column gives no rows
     for that metric."""
     grouped: dict[tuple[str, str, str, str], dict[tuple[str, int], float]] = defaultdict(dict)
-    for path in sorted(Path(directory).glob("*.csv")):
-        lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln and not ln.startswith("#")]
-        for row in csv.DictReader(lines):
-            if not row.get(metric):
-                continue
-            if _norm_dataset(row["dataset"]) != _norm_dataset(dataset) or not _match_method(
-                row["method"], methods
-            ):
-                continue
-            if bits and int(row["bits"]) not in bits:
-                continue
-            key = (row["source"], row["table"], row["features"], row["method"])
-            grouped[key][row["task"], int(row["bits"])] = float(row[metric])
+    for row in _reported_csv_rows(directory):
+        if not row.get(metric):
+            continue
+        if _norm_dataset(row["dataset"]) != _norm_dataset(dataset) or not _match_method(
+            row["method"], methods
+        ):
+            continue
+        if bits and int(row["bits"]) not in bits:
+            continue
+        key = (row["source"], row["table"], row["features"], row["method"])
+        grouped[key][row["task"], int(row["bits"])] = float(row[metric])
     return [ReportedRow(s, t, f, m, v) for (s, t, f, m), v in grouped.items()]
 
 
 def _no_reported_note(dataset: str, metric: str, directory: str | Path) -> str:
     """Why ``--reported`` added no row: which datasets and metrics have published numbers."""
     have: dict[str, set[str]] = defaultdict(set)
-    for path in sorted(Path(directory).glob("*.csv")):
-        lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln and not ln.startswith("#")]
-        for row in csv.DictReader(lines):
-            have[row["dataset"]].add(row.get("metric") or "map")
+    for row in _reported_csv_rows(directory):
+        have[row["dataset"]].update(k for k, v in row.items() if k not in _REPORTED_KEYS and v)
     listed = ", ".join(f"{d} ({', '.join(sorted(m))})" for d, m in sorted(have.items())) or "none"
     return f"--reported: no published {metric} numbers for {dataset} in cmh/reported/ (the papers report: {listed})."
 
