@@ -136,13 +136,13 @@ def _summary(record: dict[str, Any], path: Path, seconds: float) -> tuple[Path, 
     return path, record["tasks"]["i2t"]["map"], record["tasks"]["t2i"]["map"], seconds
 
 
-def _execute(run: Any, dataset: Any, device: str, out: str) -> tuple[Path, float, float, float]:
+def _execute(run: Any, dataset: Any, device: str, path: Path) -> tuple[Path, float, float, float]:
     """Train, evaluate and record one planned run; returns (record path, I→T mAP, T→I mAP, seconds)."""
     from cmh.runner import run_and_write
 
     t0 = time.perf_counter()
     record, path = run_and_write(
-        _record_path(out, run, dataset),
+        path,
         run.method,
         dataset,
         run.bits,
@@ -185,8 +185,8 @@ def _worker_init(threads: int) -> None:
     threadpool_limits(limits=threads)  # stays in force for the worker's life
 
 
-def _worker_run(grid: dict[str, Any], run: Any, device: str, out: str) -> tuple[Path, float, float, float]:
-    return _execute(run, _worker_dataset(grid, run.dataset), device, out)
+def _worker_run(grid: dict[str, Any], run: Any, device: str, path: Path) -> tuple[Path, float, float, float]:
+    return _execute(run, _worker_dataset(grid, run.dataset), device, path)
 
 
 def run_grid(
@@ -213,7 +213,8 @@ def run_grid(
     loaded: dict[str, Any] = {}
     unprepared: dict[str, str] = {}
     first_error: CMHError | None = None
-    todo = []
+    todo: list[Any] = []
+    paths: list[Path] = []  # each todo run's record path (its identity), planned once
     for run in runs:
         if run.dataset in unprepared:
             continue
@@ -227,8 +228,10 @@ def run_grid(
                 unprepared[run.dataset] = prepare
                 first_error = first_error or exc
                 continue
-        if args.overwrite or not _record_path(out, run, loaded[run.dataset]).exists():
+        path = _record_path(out, run, loaded[run.dataset])
+        if args.overwrite or not path.exists():
             todo.append(run)
+            paths.append(path)
     if first_error is not None and not loaded:
         raise first_error  # nothing in the grid can run here: say why
     for name, prepare in unprepared.items():
@@ -261,19 +264,18 @@ def run_grid(
         for label in labels:
             console.print(label)
     elif ray is not None:
-        paths = [_record_path(out, run, loaded[run.dataset]) for run in todo]
         _run_ray(ray, grid, todo, labels, paths, args.device, args.address, report, console)
     elif jobs == 1 or len(todo) < 2:
-        for label, run in zip(labels, todo, strict=True):
+        for label, run, path in zip(labels, todo, paths, strict=True):
             try:
                 outcome: tuple[Path, float, float, float] | CMHError = _execute(
-                    run, loaded[run.dataset], args.device, out
+                    run, loaded[run.dataset], args.device, path
                 )
             except CMHError as exc:
                 outcome = exc
             report(label, outcome)
     else:
-        _run_parallel(grid, todo, labels, args.device, out, jobs, report)
+        _run_parallel(grid, todo, labels, paths, args.device, jobs, report)
     if failed:
         raise CMHError(
             f"{len(failed)} of {len(todo)} runs failed (the others are recorded); first: {failed[0]}"
@@ -282,7 +284,13 @@ def run_grid(
 
 
 def _run_parallel(
-    grid: dict[str, Any], todo: list[Any], labels: list[str], device: str, out: str, jobs: int, report: Any
+    grid: dict[str, Any],
+    todo: list[Any],
+    labels: list[str],
+    paths: list[Path],
+    device: str,
+    jobs: int,
+    report: Any,
 ) -> None:
     """Run ``todo`` on ``jobs`` spawned worker processes; ``report(label, outcome)`` as each ends."""
     import multiprocessing
@@ -299,8 +307,8 @@ def _run_parallel(
     )
     try:
         futures = {
-            pool.submit(_worker_run, grid, run, device, out): label
-            for run, label in zip(todo, labels, strict=True)
+            pool.submit(_worker_run, grid, run, device, path): label
+            for run, label, path in zip(todo, labels, paths, strict=True)
         }
         for future in as_completed(futures):
             try:
