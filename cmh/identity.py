@@ -114,18 +114,24 @@ def same_identity(a: dict[str, Any], b: dict[str, Any]) -> bool:
     )
 
 
-def resolve_record_path(root: str | Path, record: dict[str, Any]) -> Path:
-    """Where the record of this run lives (or will live) under ``root``; see the module docstring."""
-    folder = record_folder(root, record)
+def canonical_record_path(root: str | Path, record: dict[str, Any]) -> Path:
+    """The file name of a record's identity, whatever is on disk: plain for the default identity, tagged
+    otherwise (what ``cmh records migrate`` renames records to)."""
     identity = record_identity(record)
-    if is_default_identity(identity):
-        plain = folder / f"{record_stem(record, None)}.json"
-        if not plain.exists() or _plain_matches(plain, record):
-            return plain
-    return folder / f"{record_stem(record, identity_tag(identity))}.json"
+    tag = None if is_default_identity(identity) else identity_tag(identity)
+    return record_folder(root, record) / f"{record_stem(record, tag)}.json"
 
 
-def _plain_matches(path: Path, record: dict[str, Any]) -> bool:
+def resolve_record_path(root: str | Path, record: dict[str, Any]) -> Path:
+    """Where the record of this run lives (or will live) under ``root``: its canonical path, unless that is a
+    plain name already taken by a record of another identity (then the tagged name; module docstring)."""
+    path = canonical_record_path(root, record)
+    if path.exists() and not _holds_identity(path, record):  # a plain name taken by another identity
+        return path.with_name(f"{record_stem(record, identity_tag(record_identity(record)))}.json")
+    return path
+
+
+def _holds_identity(path: Path, record: dict[str, Any]) -> bool:
     from cmh.results import load_record
 
     try:

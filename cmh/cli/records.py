@@ -27,16 +27,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def planned_moves(root: str | Path) -> list[tuple[Path, Path]]:
     """``(from, to)`` for every record under ``root`` whose file name is not that of its identity."""
-    from cmh.identity import identity_tag, is_default_identity, record_folder, record_identity, record_stem
+    from cmh.identity import canonical_record_path
     from cmh.results import load_records
 
     records, _skipped = load_records(root)
     moves = []
     for rec in records:
-        path = Path(rec["_path"])
-        ident = record_identity(rec)
-        tag = None if is_default_identity(ident) else identity_tag(ident)
-        target = record_folder(root, rec) / f"{record_stem(rec, tag)}.json"
+        path, target = Path(rec["_path"]), canonical_record_path(root, rec)
         if target.resolve() != path.resolve():
             moves.append((path, target))
     return moves
