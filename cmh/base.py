@@ -131,6 +131,14 @@ class HashMethod(ABC):
         """A NumPy generator seeded from the method's seed."""
         return np.random.default_rng(self.seed)
 
+    def constant_bits(self, train: Any) -> np.ndarray:
+        """Indices of the bits that are the same for every training image or every training text (they do
+        not affect the Hamming ranking); ``train`` is the :class:`cmh.data.Pairs` the method was fitted on."""
+        const = np.zeros(self.bits, dtype=bool)
+        for codes in (self.encode_image(self.image_input(train)), self.encode_text(train.text)):
+            const |= np.all(codes == codes[:1], axis=0)
+        return np.flatnonzero(const)
+
     def check_fitted(self) -> None:
         if not self.fitted:
             raise CMHError(f"{self.name}: call fit() before encoding")

@@ -195,15 +195,12 @@ class STMH(HashMethod):
 
     def _warn_constant_bits(self, train: Any) -> None:
         """Count bits that are constant over the training images or texts and warn about them (never silent)."""
-        const = np.zeros(self.bits, dtype=bool)
-        for codes in (self.encode_image(train.image), self.encode_text(train.text)):
-            const |= np.all(codes == codes[:1], axis=0)
-        self.constant_bits_ = np.flatnonzero(const)
-        self.n_informative = int(self.bits - const.sum())
-        if const.any():
+        self.constant_bits_ = self.constant_bits(train)
+        self.n_informative = int(self.bits - len(self.constant_bits_))
+        if len(self.constant_bits_):
             warnings.warn(
                 f"{self.name}: only {self.n_informative} of the {self.bits} bits are informative; "
-                f"{int(const.sum())} topics are active for every (or no) training image or text (topic centres "
+                f"{len(self.constant_bits_)} topics are active for every (or no) training image or text (topic centres "
                 "near, or far from, all the data), so those bits are constant there and do not affect the "
                 "Hamming ranking; this is how STMH's m-of-K topic codes behave on low-dimensional or "
                 "concentrated features, e.g. Wikipedia's 10-d LDA text",

@@ -374,13 +374,10 @@ class DeepHashMethod(HashMethod):
     def _warn_constant_bits(self, train: Any) -> None:
         """Warn (never silently) when bits come out constant over the training images or texts, as they do
         for an under-trained network; ``constant_bits_`` lists them."""
-        const = np.zeros(self.bits, dtype=bool)
-        for codes in (self.encode_image(train.image), self.encode_text(train.text)):
-            const |= np.all(codes == codes[:1], axis=0)
-        self.constant_bits_ = np.flatnonzero(const)
-        if const.any():
+        self.constant_bits_ = self.constant_bits(train)
+        if len(self.constant_bits_):
             warnings.warn(
-                f"{self.name}: {int(const.sum())} of the {self.bits} bits are constant over the training "
+                f"{self.name}: {len(self.constant_bits_)} of the {self.bits} bits are constant over the training "
                 f"images or texts after {self.epochs_done} epochs, so they do not affect the ranking; "
                 "train longer (--set epochs=...) or use fewer bits",
                 UninformativeBitsWarning,
