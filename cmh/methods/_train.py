@@ -208,11 +208,7 @@ class DeepHashMethod(HashMethod):
 
     def __init__(self, bits: int, seed: int = 0, device: str | torch.device = "cpu", **config: Any) -> None:
         super().__init__(bits=bits, seed=seed, device=device, **config)
-        cfg = self.cfg
-        if (cfg.epochs is not None and cfg.epochs < 1) or cfg.batch_size < 1:
-            raise CMHError(
-                f"{self.name}: epochs and batch_size must be >= 1 (got {cfg.epochs}, {cfg.batch_size})"
-            )
+        cfg = self.cfg  # (epochs, batch_size, lr, ... ranges: cmh.config.RANGE_RULES, checked in build_config)
         if cfg.image_backbone and not self.pixels:
             raise CMHError(
                 f"{self.name} trains on image features only (its loss uses them); drop image_backbone and "
