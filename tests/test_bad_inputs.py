@@ -136,6 +136,34 @@ class Files:
     def codes_rng(self) -> np.random.Generator:
         return np.random.default_rng(2)
 
+    # -- saved models and code shards (cmh search / cmh encode / cmh eval --codes-dir) -----------------
+    def model(self, name: str = "m.pt") -> str:
+        """A CVH model fitted on the small dataset and saved as ``cmh run --save-model`` saves it."""
+        import warnings
+
+        from cmh.data.catalog import load_dataset
+        from cmh.models import save_model
+        from cmh.registry import create_method
+
+        ds = load_dataset(None, self.npz("model-data.npz"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # (more bits than the 6-d text has directions: warned, fine)
+            method = create_method("cvh", bits=16).fit(ds.part("train"))
+        save_model(method, self.inp / name, ds)
+        return str(self.inp / name)
+
+    def shards(self, name: str = "shards") -> str:
+        """A ``cmh encode`` shard directory of the small dataset's image codes, with its labels."""
+        from cmh.data.shards import FeatureRows, write_shards
+        from cmh.models import load_model
+
+        a = _arrays()
+        method = load_model(self.model()).method
+        rows = FeatureRows(self.npy("shard-feat.npy", a["image"]))
+        path = self.inp / name
+        write_shards(path, method.encode_image, rows, 16, "image", labels=a["labels"], progress=False)
+        return str(path)
+
     def file(self, name: str = "a-file.txt") -> str:
         (self.inp / name).write_text("not a folder\n")
         return str(self.inp / name)
@@ -172,6 +200,23 @@ def _corrupt_member(f: Files) -> str:
     raw[start : start + 64] = bytes(64)
     path.write_bytes(bytes(raw))
     return str(path)
+
+
+def _queries(f: Files) -> str:
+    """A codes file with the queries only (the database comes from --codes-dir)."""
+    return f.codes("queries.npz", database_image=None, database_text=None, database_labels=None)
+
+
+def _garble(path: Path) -> str:
+    """Overwrite a shard manifest with text that is not JSON; returns its folder."""
+    path.write_text("{not json")
+    return str(path.parent)
+
+
+def _cut_first_shard(folder: str) -> str:
+    """Truncate the first shard of a shard directory (an interrupted copy); returns the folder."""
+    _cut(Path(folder) / "shard-00000.npy")
+    return folder
 
 
 LINUX_PROC = sys.platform.startswith("linux") and Path("/proc/self").exists()
@@ -626,6 +671,127 @@ CASES: list[tuple[str, Callable[[Files], list[str]], tuple[str, ...]]] = [
         "recipe-without-data",
         lambda f: ["reproduce", "ssah-cvpr18", "--out", str(f.out)],
         ("--data NAME=PATH",),
+    ),
+    # -- saved models, shards and the commands that read them -------------------------------------------
+    (
+        "run-save-model-under-a-file",
+        lambda f: _run_tiny("--save-model", f.file() + "/m.pt")(f),
+        ("--save-model", "is a file, not a folder"),
+    ),
+    (
+        "search-model-truncated",
+        lambda f: ["search", "--model", str(_cut(Path(f.model()))), "--text", "a dog"],
+        ("m.pt", "cannot read", "--save-model"),
+    ),
+    (
+        "search-model-not-a-model",
+        lambda f: ["search", "--model", f.file(), "--text", "a dog"],
+        ("a-file.txt", "cannot read", "--save-model"),
+    ),
+    (
+        "search-top-zero",
+        lambda f: ["search", "--model", f.model(), "--text", "a dog", "--top", "0"],
+        ("--top", "positive"),
+    ),
+    (
+        "search-show-under-a-file",
+        lambda f: ["search", "--model", f.model(), "--text", "a dog", "--show", f.file() + "/q.png"],
+        ("--show", "is a file, not a folder"),
+    ),
+    (
+        "encode-features-truncated",
+        lambda f: [
+            "encode",
+            "--model",
+            f.model(),
+            "--features",
+            str(_cut(Path(f.npy("feat.npy", _arrays()["image"])))),
+            "--out",
+            str(f.out),
+        ],
+        ("feat.npy", "truncated or corrupt"),
+    ),
+    (
+        "encode-model-truncated",
+        lambda f: [
+            "encode",
+            "--model",
+            str(_cut(Path(f.model()))),
+            "--features",
+            f.npy("feat.npy", _arrays()["image"]),
+            "--out",
+            str(f.out),
+        ],
+        ("m.pt", "cannot read", "--save-model"),
+    ),
+    (
+        "encode-shard-size-zero",
+        lambda f: [
+            "encode",
+            "--model",
+            f.model(),
+            "--features",
+            f.npy("feat.npy", _arrays()["image"]),
+            "--out",
+            str(f.out),
+            "--shard-size",
+            "0",
+        ],
+        ("--shard-size", "positive"),
+    ),
+    (
+        "encode-out-under-a-file",
+        lambda f: [
+            "encode",
+            "--model",
+            f.model(),
+            "--features",
+            f.npy("feat.npy", _arrays()["image"]),
+            "--out",
+            f.file() + "/shards",
+        ],
+        ("--out", "is a file, not a folder"),
+    ),
+    (
+        "eval-codes-dir-without-manifest",
+        lambda f: ["eval", "--codes", _queries(f), "--codes-dir", f.p("no-shards")],
+        ("no-shards", "manifest.json", "cmh encode"),
+    ),
+    (
+        "eval-codes-dir-garbled-manifest",
+        lambda f: [
+            "eval",
+            "--codes",
+            _queries(f),
+            "--codes-dir",
+            _garble(Path(f.shards()) / "manifest.json"),
+        ],
+        ("manifest.json", "not valid JSON", "cmh encode"),
+    ),
+    (
+        "eval-codes-dir-truncated-shard",
+        lambda f: ["eval", "--codes", _queries(f), "--codes-dir", _cut_first_shard(f.shards())],
+        ("shard-00000.npy", "checksum", "cmh encode"),
+    ),
+    (
+        "eval-topk-backend-unknown",
+        lambda f: ["eval", "--codes", f.codes(), "--topk-backend", "annoy"],
+        ("--topk-backend", "invalid choice"),
+    ),
+    (
+        "records-migrate-missing-folder",
+        lambda f: ["records", "migrate", "--results", f.p("no-results")],
+        ("no-results", "not found", "--results"),
+    ),
+    (
+        "sweep-ray-with-jobs",
+        lambda f: ["sweep", _grid(f), "--backend", "ray", "--jobs", "2", "--out", str(f.out)],
+        ("--jobs", "--backend ray"),
+    ),
+    (
+        "sweep-cpus-per-run-zero",
+        lambda f: ["sweep", _grid(f), "--cpus-per-run", "0", "--out", str(f.out)],
+        ("cpus must be > 0",),
     ),
     (
         "convert-out-not-npz",

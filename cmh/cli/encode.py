@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cmh.cli.common import add_device_argument
+from cmh.cli.common import add_device_argument, check_writable_dir
 from cmh.errors import CMHError
 
 
@@ -93,6 +93,7 @@ def encode_command(args: argparse.Namespace) -> int:
     from cmh.data.shards import FeatureRows, file_sha256, write_shards
     from cmh.models import load_model
 
+    check_writable_dir(args.out, "--out")
     saved = load_model(args.model, device=args.device)
     feats = FeatureRows(args.features, args.key)
     modality = pick_modality(saved, feats.d, args.modality)

@@ -23,6 +23,7 @@ from cmh.cli.common import (
     add_dataset_arguments,
     add_device_argument,
     check_writable_dir,
+    check_writable_file,
     int_list,
     load_dataset_from_args,
     seed_list,
@@ -128,6 +129,8 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     check_database_codes(probe, args.database)
     if not args.no_save:
         check_writable_dir(args.out, "--out")
+    if args.save_model:
+        check_writable_file(args.save_model, "--save-model")  # models of several runs go beside it
     if probe.kind != "deep" and world()[1] > 1:
         console.print(
             f"[yellow]{probe.name} is not a deep method: every rank trains it whole (no speed-up)[/]"

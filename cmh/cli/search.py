@@ -9,6 +9,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from cmh.cli.common import check_writable_file
 from cmh.errors import CMHError
 
 
@@ -81,9 +82,11 @@ def search_command(args: argparse.Namespace) -> int:
     from cmh.models import load_model
     from cmh.search import image_query_codes, parse_labels, search, text_query_codes
 
-    saved = load_model(args.model, device=args.device)
     if args.top < 1:
         raise CMHError(f"--top must be positive, got {args.top}")
+    if args.show:
+        check_writable_file(args.show, "--show")
+    saved = load_model(args.model, device=args.device)
     if args.text is not None:
         query = text_query_codes(saved, args.text, args.drop_unknown)
         modality = "image"

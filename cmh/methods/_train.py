@@ -208,7 +208,9 @@ class DeepHashMethod(HashMethod):
 
     def __init__(self, bits: int, seed: int = 0, device: str | torch.device = "cpu", **config: Any) -> None:
         super().__init__(bits=bits, seed=seed, device=device, **config)
-        cfg = self.cfg  # (epochs, batch_size, lr, ... ranges: cmh.config.RANGE_RULES, checked in build_config)
+        cfg = (
+            self.cfg
+        )  # (epochs, batch_size, lr, ... ranges: cmh.config.RANGE_RULES, checked in build_config)
         if cfg.image_backbone and not self.pixels:
             raise CMHError(
                 f"{self.name} trains on image features only (its loss uses them); drop image_backbone and "
