@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 def _umask() -> int:
@@ -50,3 +51,27 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically; returns ``path``."""
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    """:func:`torch.save` ``obj`` to ``path`` atomically (checkpoints, saved models); returns ``path``."""
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+    return Path(path)
+
+
+def read_torch_file(path: str | Path, missing: str, unreadable: str) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU; a missing file raises :class:`CMHError` with
+    ``missing``, an unreadable one with ``unreadable`` (``{error}`` is replaced by the exception's class name)."""
+    import torch
+
+    from cmh.errors import CMHError
+
+    if not Path(path).is_file():
+        raise CMHError(missing)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling problem is a bad file for the user
+        raise CMHError(unreadable.format(error=exc.__class__.__name__)) from None

@@ -29,7 +29,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from cmh._atomic import atomic_path
+from cmh._atomic import atomic_torch_save, read_torch_file
 from cmh.errors import CMHError
 
 FORMAT = "cmh-model"
@@ -143,23 +143,17 @@ def save_model(method: Any, path: str | os.PathLike[str], dataset: Any = None) -
         "dataset": dataset_info(dataset) if dataset is not None else None,
         "pipeline": pipeline_of(dataset) if dataset is not None else None,
     }
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-    return path
+    return atomic_torch_save(payload, path)
 
 
 def read_model_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The raw dict of a model file, checked for format and version (no method is built)."""
     path = Path(path)
-    if not path.is_file():
-        raise CMHError(f"model file '{path}' not found; write one with `cmh run ... --save-model {path}`")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling problem is a bad file for the user
-        raise CMHError(
-            f"cannot read '{path}' as a cmh model ({exc.__class__.__name__}); write it with --save-model"
-        ) from None
+    payload = read_torch_file(
+        path,
+        missing=f"model file '{path}' not found; write one with `cmh run ... --save-model {path}`",
+        unreadable=f"cannot read '{path}' as a cmh model ({{error}}); write it with --save-model",
+    )
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CMHError(f"'{path}' is not a cmh model file (format {FORMAT}); write one with --save-model")
     if int(payload.get("version", 0)) > VERSION:

@@ -65,7 +65,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from cmh._atomic import atomic_path
+from cmh._atomic import atomic_torch_save, read_torch_file
 from cmh.base import HashMethod, sign_codes
 from cmh.errors import CMHError, UninformativeBitsWarning
 from cmh.methods import _dist
@@ -620,7 +620,7 @@ class DeepHashMethod(HashMethod):
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write :meth:`state_dict` to ``path`` (atomically)."""
-        _atomic_save(self.state_dict(), Path(path))
+        atomic_torch_save(self.state_dict(), path)
 
     def load(self, path: str | os.PathLike[str]) -> DeepHashMethod:
         """Load a file written by :meth:`save` or a training checkpoint."""
@@ -643,23 +643,15 @@ class DeepHashMethod(HashMethod):
                 "best": best,
             },
         }
-        _atomic_save(state, path)
-
-
-def _atomic_save(state: dict[str, Any], path: Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+        atomic_torch_save(state, path)
 
 
 def _load_file(path: Path) -> Any:
-    if not path.is_file():
-        raise CMHError(f"checkpoint '{path}' not found; pass the path of a file written by cmh")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling problem is a user-facing bad file
-        raise CMHError(
-            f"cannot read checkpoint '{path}' ({exc.__class__.__name__}); is it a cmh checkpoint?"
-        ) from None
+    return read_torch_file(
+        path,
+        missing=f"checkpoint '{path}' not found; pass the path of a file written by cmh",
+        unreadable=f"cannot read checkpoint '{path}' ({{error}}); is it a cmh checkpoint?",
+    )
 
 
 class _Progress:
