@@ -35,9 +35,9 @@ import dataclasses
 from typing import Any, ClassVar, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from cmh.methods._losses import pairwise_nll
 from cmh.methods._nets import mlp
 from cmh.methods._train import DeepConfig, DeepHashMethod, EpochContext, TrainData
 from cmh.registry import register_method
@@ -101,7 +101,7 @@ class DCMH(DeepHashMethod):
         n, b = data.n, idx.numel()
         s = data.similarity(idx)  # (n, b)
         theta = 0.5 * other @ out.T  # (n, b)
-        nll = (F.softplus(theta) - s * theta).sum()
+        nll = pairwise_nll(theta, s)
         quant = (self.buffers["B"][idx] - out).pow(2).sum()
         column = own.sum(dim=0) - own[idx].sum(dim=0) + out.sum(dim=0)  # F·1 with the batch's fresh rows
         balance = column.pow(2).sum()
