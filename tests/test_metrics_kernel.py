@@ -210,3 +210,43 @@ def test_long_relevant_runs_keep_the_fixed_point_sum_exact():
     r = evaluate(q, db, ql, dbl, metrics=["map"], return_per_query=True)
     ref = reference_metrics(q, db, ql, dbl)
     np.testing.assert_allclose(r["ap_per_query"], ref["ap"], atol=TOL, rtol=0)
+
+
+def test_large_databases_are_ranked_in_parts_bit_for_bit(monkeypatch):
+    """An ordered scan of more than MAX_ROWS rows runs part by part with offsets (a counts pass first); every
+    output equals one scan's exactly. Forced here with MAX_ROWS = 97 on 1,000 items."""
+    from cmh.metrics import _kernel
+
+    q, db, ql, dbl = make(9, 1000, 24, 12, seed=11, flip=0.15)
+    kw = dict(topk=(5, 100, 999), pn_grid=[1, 97, 98, 500, 1000], ndcg_k=(3, 200), return_per_query=True)
+    whole = evaluate(q, db, ql, dbl, **kw)
+    monkeypatch.setattr(_kernel, "MAX_ROWS", 97)
+    parts = evaluate(q, db, ql, dbl, **kw)
+    assert_same(parts, whole, tol=0.0)
+
+
+def test_wide_rank_loop_equals_the_packed_one(monkeypatch):
+    """Ranks of 2**23 and more (sharded evaluations of huge databases) take the two-lookup AP loop; forced for
+    every query with PACK_LIMIT = 0, it gives the same fixed-point sums as the packed loop."""
+    from cmh.metrics import _kernel
+
+    q, db, ql, dbl = make(7, 3000, 40, 6, seed=12, flip=0.25)
+    packed = evaluate(q, db, ql, dbl, metrics=["map"], return_per_query=True)
+    monkeypatch.setattr(_kernel, "PACK_LIMIT", 0)
+    wide = evaluate(q, db, ql, dbl, metrics=["map"], return_per_query=True)
+    assert wide["ap_per_query"] == packed["ap_per_query"]
+    ref = reference_metrics(q, db, ql, dbl)
+    np.testing.assert_allclose(wide["ap_per_query"], ref["ap"], atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize(("bits", "classes"), [(32, 100), (32, 200), (600, 20)])
+def test_grades_beside_the_distance_or_in_their_own_array(bits, classes):
+    """NDCG grades ride in the record beside the distance (K < 512, c < 128) or in their own array; grades past
+    32 take the histogram instead of the counting passes. Each layout equals the reference."""
+    from cmh.metrics._kernel import record_layout
+
+    q, db, ql, dbl = make(6, 700, bits, classes, seed=bits + classes, density=0.6, flip=0.3)
+    assert record_layout(bits, classes) == (9 if bits < 512 and classes < 128 else 16)
+    check(q, db, ql, dbl, topk=(10, 700), pn=[1, 20, 350, 700], ndcg_k=(5, 60, 700))
+    shared = ql.astype(int) @ dbl.T.astype(int)
+    assert (shared.max() > 32) == (classes >= 100)

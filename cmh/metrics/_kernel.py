@@ -2,22 +2,29 @@
 
 One scan per query over the bit-packed database, in index order, computes the Hamming distance ``d`` (popcount of
 XOR), the relevance (any shared label: AND of packed label words; the grade = popcount of the AND when NDCG is
-asked for), the per-distance histograms of all and of relevant items, and, for every relevant item, the number
-``a`` of items at its own distance that precede it (the histogram count at that moment). After the scan, with
-``B_d`` = items at distances < d and ``RB_d`` = relevant items at distances < d, the stable rank (ties by index) of
-a relevant item and the hits at it are ``rank = B_d + a + 1`` and ``hits = RB_d + r + 1`` (``r`` = relevant items
-at its distance before it): AP·R = Σ hits / rank (DESIGN §3's sort-free stable mAP; no sort anywhere).
+asked for) and one per-distance counter word ``h[d] = a << 40 | r << 16 | d``: ``a`` items and ``r`` relevant
+items seen so far at distance ``d``. Reading ``h[d]`` before the increment *is* the record of the item: every item
+writes it to the next slot of a record buffer and the slot advances by the relevance (branch-free), so the scan
+costs the floor's work plus one store. After the scan, with ``B_d`` = items at distances < d and ``RB_d`` =
+relevant items at distances < d, the stable rank (ties by index) of a relevant item and the hits at it are
+``rank = B_d + a + 1`` and ``hits = RB_d + r + 1``: AP·R = Σ hits / rank (docs/design.md's sort-free stable
+mAP; no sort anywhere). The AP loop is one vectorised pass over the records (one table lookup ``T[d]`` that adds
+both offsets to the record, one division), separate from the rare-event loop of the top-k metrics.
 
 Sharding: ``B_d`` and ``RB_d`` can be passed in (per query and distance) — all items at smaller distances in every
 shard plus those at distance d in earlier shards — so a shard's relevant items get their *global* ranks, and every
 output below is additive over shards, with exact arithmetic, so a sharded evaluation equals the single-process one
-bit for bit:
+bit for bit (:func:`run_scan` itself splits databases of more than :data:`MAX_ROWS` items this way):
 
 - ``apfix`` (nq, 2): Σ hits/rank as fixed point (integer part, multiple of 2^-52 rest), each term rounded to 2^-52;
 - ``pcnt`` (nq, P): relevant items with ``rank <= probes[p]`` (the hits at every probe; probes sorted);
 - ``term`` (nq, kt) / ``gain`` (nq, kn): hits/rank and (2^g - 1)/log2(rank + 1) stored at position rank - 1 for
   ranks within the top kt / kn (ranks are unique, so shards fill disjoint cells);
 - ``hist``/``relh`` (nq, K+1), ``ghist`` (nq, c+1): per-distance and per-grade counts.
+
+The floor kernel and the scan share their front end (query words held in registers, the database as one flat
+row-major word array, so one- and two-word rows are contiguous loads the compiler vectorises): whatever speeds up
+one speeds up the other, and the ratio of the two is the cost of the exact metrics alone.
 """
 
 from __future__ import annotations
@@ -29,6 +36,15 @@ from numba.extending import intrinsic
 #: 2**52: fixed-point scale of the AP sums (terms are in (0, 1])
 FIX_SCALE = 4503599627370496.0
 _FIX_MASK = (1 << 52) - 1
+#: most database rows one ordered scan takes (the counters ``a`` and ``r`` are 23- and 24-bit fields of ``h[d]``);
+#: :func:`run_scan` splits larger databases into parts of this size and ranks them with offsets, exactly
+MAX_ROWS = (1 << 23) - 1
+#: ranks below this use the one-lookup AP loop (rank and hits fields of one word); larger ranks (sharded
+#: evaluations of more than 8 million items) take the two-lookup loop
+PACK_LIMIT = 1 << 23
+_A_ONE = 1 << 40  # one item in the ``a`` field of h[d]
+_R_ONE = 1 << 16  # one relevant item in the ``r`` field
+_R_MASK = (1 << 24) - 1
 
 
 @intrinsic
@@ -43,202 +59,306 @@ def _popcount(typingctx, x):  # noqa: ARG001 - numba intrinsic signature
 
 
 @njit(inline="always")
-def _distance(qc, dbc, i, j, wm):
-    """Hamming distance of query i and item j. ``wm``: a tuple of W zeros makes the word count W a compile-time
-    constant (numba specialises on the tuple's length; the word loop is unrolled); ``()`` = read it at run time."""
+def _row_words(a, i):
+    """The first two words of row ``i`` of a packed (n, W) array (the first twice when W = 1)."""
+    return a[i, 0], a[i, min(1, a.shape[1] - 1)]
+
+
+@njit(inline="always")
+def _distance(q0, q1, qc, i, dbf, j, wm):
+    """Hamming distance of query ``i`` (first words ``q0``, ``q1``) and item ``j`` of the flat database words
+    ``dbf`` (n·W,). ``wm``: a tuple of W zeros makes W = 1 or 2 a compile-time constant (numba specialises on the
+    tuple's length); ``()`` = any W, read from ``qc`` at run time."""
     nw = len(wm)
-    if nw == 0:
-        nw = qc.shape[1]
+    if nw == 1:
+        return _popcount(q0 ^ dbf[j])
+    if nw == 2:
+        return _popcount(q0 ^ dbf[2 * j]) + _popcount(q1 ^ dbf[2 * j + 1])
+    w_ = qc.shape[1]
     x = 0
-    for w in range(nw):
-        x += _popcount(qc[i, w] ^ dbc[j, w])
+    for w in range(w_):
+        x += _popcount(qc[i, w] ^ dbf[j * w_ + w])
     return x
 
 
 @njit(inline="always")
-def _grade(ql, dbl, i, j, lm, graded):
-    """Shared labels (``graded``), else 1/0 for any shared label; ``lm`` as ``wm`` of :func:`_distance`."""
+def _grade(l0, l1, ql, i, dblf, j, lm, graded):
+    """Shared labels (``graded``), else 1/0 for any shared label; arguments as :func:`_distance`'s."""
     nl = len(lm)
-    if nl == 0:
-        nl = ql.shape[1]
-    g = 0
     if graded:
-        for w in range(nl):
-            g += _popcount(ql[i, w] & dbl[j, w])
-    else:
-        for w in range(nl):
-            if ql[i, w] & dbl[j, w] != 0:
-                g = 1
-    return g
+        if nl == 1:
+            return _popcount(l0 & dblf[j])
+        if nl == 2:
+            return _popcount(l0 & dblf[2 * j]) + _popcount(l1 & dblf[2 * j + 1])
+        l_ = ql.shape[1]
+        g = 0
+        for w in range(l_):
+            g += _popcount(ql[i, w] & dblf[j * l_ + w])
+        return g
+    if nl == 1:
+        return np.int64((l0 & dblf[j]) != 0)
+    if nl == 2:
+        return np.int64(((l0 & dblf[2 * j]) | (l1 & dblf[2 * j + 1])) != 0)
+    l_ = ql.shape[1]
+    acc = np.uint64(0)
+    for w in range(l_):
+        acc |= ql[i, w] & dblf[j * l_ + w]
+    return np.int64(acc != 0)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _scan_query(qc, dbc, ql, dbl, i, wm, lm, graded, order, buf, hc, gh):  # pragma: no cover - compiled
-    """One query's scan: fills ``hc`` (all items per distance, then relevant items per distance at offset K+1),
-    ``gh`` (items per grade, when graded) and, with ``order``, ``buf`` (a << 32 | d << 16 | g for the relevant
-    items, a = items seen before at distance d); returns the number of relevant items. Branch-free: the relevance
-    is a coin flip for the branch predictor, so every item's record is written and the position advances by it."""
-    n = dbc.shape[0]
-    k1 = hc.shape[0] // 2
-    for t in range(2 * k1):
-        hc[t] = 0
+def _scan_records(
+    qc, dbf, ql, dblf, i, n, wm, lm, graded, dbits, rec, grec, h
+):  # pragma: no cover - compiled
+    """One query's ordered scan: ``h[d]`` (k1,) ends as ``items << 40 | relevant << 16 | d`` and ``rec[:nb]``
+    holds ``h[d]`` as each relevant item found it; returns nb. Grades (``graded``) go into bits ``dbits``..15 of
+    the record when ``dbits`` < 16 (the distance then takes ``dbits`` bits), else into ``grec[:nb]``."""
+    q0, q1 = _row_words(qc, i)
+    l0, l1 = _row_words(ql, i)
+    for d in range(h.shape[0]):
+        h[d] = d
     nb = 0
-    if order:
+    if not graded:  # three copies of the loop, each with its branches resolved at compile time
         for j in range(n):
-            x = _distance(qc, dbc, i, j, wm)
-            g = _grade(ql, dbl, i, j, lm, graded)
-            a = hc[x]
-            rel = np.int64(g > 0)
-            buf[nb] = (a << 32) | (x << 16) | g
+            x = _distance(q0, q1, qc, i, dbf, j, wm)
+            rel = _grade(l0, l1, ql, i, dblf, j, lm, False)
+            v = h[x]
+            rec[nb] = v
             nb += rel
-            hc[x] = a + 1
-            hc[k1 + x] += rel
-            if graded:
-                gh[g] += 1
+            h[x] = v + _A_ONE + (rel << 16)
+    elif dbits < 16:
+        for j in range(n):
+            x = _distance(q0, q1, qc, i, dbf, j, wm)
+            g = _grade(l0, l1, ql, i, dblf, j, lm, True)
+            rel = np.int64(g > 0)
+            v = h[x]
+            rec[nb] = v | (g << dbits)
+            nb += rel
+            h[x] = v + _A_ONE + (rel << 16)
     else:
         for j in range(n):
-            x = _distance(qc, dbc, i, j, wm)
-            g = _grade(ql, dbl, i, j, lm, graded)
+            x = _distance(q0, q1, qc, i, dbf, j, wm)
+            g = _grade(l0, l1, ql, i, dblf, j, lm, True)
             rel = np.int64(g > 0)
-            hc[x] += 1
-            hc[k1 + x] += rel
-            if graded:
-                gh[g] += 1
+            v = h[x]
+            rec[nb] = v
+            grec[nb] = g
+            nb += rel
+            h[x] = v + _A_ONE + (rel << 16)
     return nb
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _rank_query(
-    buf, nb, offa, offr, probes, disc, seen, ptr, nxt, dif, pc, tm, gn, limit
-):  # pragma: no cover
-    """One query's ranks from its relevant-item records ``buf[:nb]`` and the per-distance offsets: adds to the
-    probe counts ``pc``, stores top-rank terms ``tm``/gains ``gn``; returns the AP·R sum in fixed point (hi, lo).
-    Records at distances whose first rank exceeds ``limit`` are skipped (top-k metrics only: the AP sum is then
-    not needed, and every probe and top width is <= limit)."""
+def _record_grade(rec, grec, b, dbits):  # pragma: no cover - compiled
+    """The grade of record ``b`` (see :func:`_scan_records`)."""
+    if dbits < 16:
+        return (rec[b] >> dbits) & ((1 << (16 - dbits)) - 1)
+    return grec[b]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _grade_counts(rec, grec, nb, dbits, sub, gh):  # pragma: no cover - compiled
+    """``gh[g]`` += relevant records of grade g >= 1, through 4 interleaved histograms ``sub`` (4, c+1) so that
+    equal grades in a row (the common case) do not wait on each other's stores."""
+    sub[:] = 0
+    for b in range(nb):
+        sub[b & 3, _record_grade(rec, grec, b, dbits)] += 1
+    for g in range(1, gh.shape[0]):
+        gh[g] += sub[0, g] + sub[1, g] + sub[2, g] + sub[3, g]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _scan_counts(qc, dbf, ql, dblf, i, n, wm, lm, graded, h2, gh):  # pragma: no cover - compiled
+    """One query's counts only: ``h2[2d + rel]`` (2·k1,) and the per-grade counts ``gh`` when ``graded``."""
+    q0, q1 = _row_words(qc, i)
+    l0, l1 = _row_words(ql, i)
+    for t in range(h2.shape[0]):
+        h2[t] = 0
+    for j in range(n):
+        x = _distance(q0, q1, qc, i, dbf, j, wm)
+        g = _grade(l0, l1, ql, i, dblf, j, lm, graded)
+        h2[2 * x + np.int64(g > 0)] += 1
+        if graded:
+            gh[g] += 1
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _ap_sum(rec, nb, offa, offr, n, pack_limit, dmask, tab, tab2):  # pragma: no cover - compiled
+    """Σ hits/rank over the records ``rec[:nb]`` in fixed point (hi, lo); ``offa``/``offr`` = B_d / RB_d.
+    One vectorised loop: ``w = v + T[d]`` turns the record into ``rank << 40 | hits << 16`` (ranks below
+    ``pack_limit``, :data:`PACK_LIMIT`), else two lookups. Terms are rounded to 2^-52 and carried once per 1,024
+    (1,024 terms <= 2**52 fit in lo); ``dmask`` selects the distance bits of a record."""
+    k1 = offa.shape[0]
+    top_a = 0
+    top_r = 0
+    for d in range(k1):
+        top_a = max(top_a, offa[d])
+        top_r = max(top_r, offr[d])
+    packed = top_a + n < pack_limit and top_r + n <= _R_MASK
+    for d in range(k1):
+        if packed:
+            tab[d] = ((offa[d] + 1) << 40) + ((offr[d] + 1) << 16) - d
+        else:
+            tab[d] = offa[d] + 1
+            tab2[d] = offr[d] + 1
+    hi = 0
+    frac = 0
+    for b0 in range(0, nb, 1024):
+        lo = 0
+        if packed:
+            for b in range(b0, min(b0 + 1024, nb)):
+                w = rec[b] + tab[rec[b] & dmask]
+                t = np.float64((w >> 16) & _R_MASK) / np.float64(w >> 40)
+                lo += np.int64(t * FIX_SCALE + 0.5)
+        else:
+            for b in range(b0, min(b0 + 1024, nb)):
+                v = rec[b]
+                x = v & dmask
+                t = np.float64(tab2[x] + ((v >> 16) & _R_MASK)) / np.float64(tab[x] + (v >> 40))
+                lo += np.int64(t * FIX_SCALE + 0.5)
+        frac += lo & _FIX_MASK
+        hi += (lo >> 52) + (frac >> 52)
+        frac &= _FIX_MASK
+    return hi, frac
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _top_ranks(rec, grec, nb, dbits, offa, offr, hist, relh, probes, disc, sel, ptr, nxt, dif, pc, tm, gn):  # noqa: E501  # pragma: no cover
+    """The top-k outputs of one query from its records: adds to the probe counts ``pc``, stores the terms ``tm``
+    and gains ``gn`` of ranks <= their widths. Only records at distances whose ranks meet the top widths or
+    straddle a probe matter: a branch-free pass gathers their positions into ``sel``, then the probe counts
+    advance only when a rank passes a probe (rare events); every other distance adds its total."""
     k1 = offa.shape[0]
     nprobe = probes.shape[0]
     kt = tm.shape[0]
     kn = gn.shape[0]
+    dmask = (1 << dbits) - 1
     big = np.int64(1) << 62
     # probe p's count (relevant items with rank <= probes[p]) = Σ_d of the relevant items at d seen when d's
-    # ranks pass probes[p] (rare events), plus d's total for the probes it never passes
+    # ranks pass probes[p], plus d's total for the probes it never passes
     for d in range(k1):
         p = np.searchsorted(probes, offa[d] + 1)
         ptr[d] = p
         nxt[d] = probes[p] if p < nprobe else big
-        seen[d] = 0
-    hi = 0
-    frac = 0
-    lean = nprobe == 0 and kt == 0 and kn == 0 and limit >= big
-    for b0 in range(0, nb, 1024):  # 1024 terms <= 2**52 each fit in lo: carry once per block, not per term
-        lo = 0
-        if lean:  # mAP@all only: nothing but the AP terms
-            for b in range(b0, min(b0 + 1024, nb)):
-                v = buf[b]
-                x = (v >> 16) & 0xFFFF
-                r = seen[x]
-                seen[x] = r + 1
-                t = np.float64(offr[x] + r + 1) / np.float64(offa[x] + (v >> 32) + 1)
-                lo += np.int64(t * FIX_SCALE + 0.5)
-        else:
-            for b in range(b0, min(b0 + 1024, nb)):
-                v = buf[b]
-                x = (v >> 16) & 0xFFFF
-                if offa[x] >= limit:
-                    continue
-                r = seen[x]
-                seen[x] = r + 1
-                rank = offa[x] + (v >> 32) + 1
-                t = np.float64(offr[x] + r + 1) / np.float64(rank)
-                lo += np.int64(t * FIX_SCALE + 0.5)
-                if rank > nxt[x]:
-                    p = ptr[x]
-                    while p < nprobe and probes[p] < rank:
-                        pc[p] += r
-                        p += 1
-                    ptr[x] = p
-                    nxt[x] = probes[p] if p < nprobe else big
-                if rank <= kt:
-                    tm[rank - 1] = t
-                if rank <= kn:
-                    gn[rank - 1] = (2.0 ** (v & 0xFFFF) - 1.0) * disc[rank - 1]
-        frac += lo & _FIX_MASK
-        hi += (lo >> 52) + (frac >> 52)
-        frac &= _FIX_MASK
+        # wanted: ranks within the top widths, or a probe strictly inside (offa, offa + hist)
+        dif[d] = np.int64(offa[d] < max(kt, kn) or (p < nprobe and probes[p] < offa[d] + hist[d]))
+    m = 0
+    for b in range(nb):
+        sel[m] = b
+        m += dif[rec[b] & dmask]
+    for s in range(m):
+        b = sel[s]
+        v = rec[b]
+        x = v & dmask
+        r = (v >> 16) & _R_MASK
+        rank = offa[x] + (v >> 40) + 1
+        if rank > nxt[x]:
+            p = ptr[x]
+            while p < nprobe and probes[p] < rank:
+                pc[p] += r
+                p += 1
+            ptr[x] = p
+            nxt[x] = probes[p] if p < nprobe else big
+        if rank <= kt:
+            tm[rank - 1] = np.float64(offr[x] + r + 1) / np.float64(rank)
+        if rank <= kn:
+            gn[rank - 1] = (2.0 ** _record_grade(rec, grec, b, dbits) - 1.0) * disc[rank - 1]
     for p in range(nprobe):
         dif[p] = 0
     for d in range(k1):
         if ptr[d] < nprobe:
-            dif[ptr[d]] += seen[d]
+            dif[ptr[d]] += relh[d]
     run = 0
     for p in range(nprobe):  # d's total counts for every probe from the first it never passed
         run += dif[p]
         pc[p] += run
-    return hi, frac
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def scan_kernel(
-    qc, dbc, ql, dbl, wm, lm, graded, order, need_ap, off_all, off_rel, probes, disc, hist, relh, ghist, apfix, pcnt, term, gain
+    qc, dbf, ql, dblf, wm, lm, graded, order, need_ap, off_all, off_rel, probes, disc, pack_limit, dbits, hist, relh, ghist, apfix, pcnt, term, gain
 ):  # fmt: skip  # pragma: no cover - compiled; exercised through evaluate()
-    """Fill the per-query outputs (see the module docstring) for queries ``qc`` against database ``dbc``.
+    """Fill the per-query outputs (see the module docstring) for queries ``qc`` against the database.
 
-    qc (nq, W), dbc (n, W): uint64 packed codes; ql (nq, L), dbl (n, L): uint64 packed labels; ``wm``/``lm``:
-    width markers (:func:`width_marker`); ``graded``: count shared labels (NDCG); ``order``: compute the rank
-    outputs (else counts only); ``need_ap``: the mAP@all sum (else only ranks up to the probes/top widths).
-    ``off_all``/``off_rel`` (nq, K+1) int64: given B_d / RB_d, or shape (0, 0) to take
-    them from this scan's own histograms. Outputs are zero-initialised by the caller. Blocks of queries run in
-    parallel (numba ``prange``; ``numba.set_num_threads``)."""
+    qc (nq, W), ql (nq, L): uint64 packed query codes / labels; dbf (n·W,), dblf (n·L,): the database's packed
+    rows flattened (row-major); ``wm``/``lm``: width markers (:func:`width_marker`); ``graded``: count shared
+    labels (NDCG); ``order``: compute the rank outputs (else counts only; then any n, else n <= MAX_ROWS);
+    ``need_ap``: the mAP@all sum; ``pack_limit``: :data:`PACK_LIMIT`; ``dbits``: the distance bits of a record
+    (9 when K < 512 and grades < 128 fit beside it, else 16: :func:`record_layout`). ``off_all``/``off_rel`` (nq, K+1) int64:
+    given B_d / RB_d, or shape (0, 0) to take them from this scan's own histograms. Outputs are zero-initialised
+    by the caller. Blocks of queries run in parallel (numba ``prange``; ``numba.set_num_threads``)."""
     nq = qc.shape[0]
-    n = dbc.shape[0]
+    n = dbf.shape[0] // qc.shape[1]
     k1 = hist.shape[1]
     nprobe = probes.shape[0]
     given = off_all.shape[0] > 0
+    tops = nprobe > 0 or term.shape[1] > 0 or gain.shape[1] > 0
     nblocks = min(nq, 64)
-    # without mAP@all only the ranks up to the largest probe / top width matter
-    limit = np.int64(1) << 62 if need_ap else max(term.shape[1], gain.shape[1], probes[-1] if nprobe else 0)
     for blk in prange(nblocks):
-        buf = np.empty(n if order else 0, np.int64)
-        hc = np.empty(2 * k1, np.int64)
+        rec = np.empty(n if order else 0, np.int64)
+        grec = np.empty(n if order and graded and dbits == 16 else 0, np.int64)
+        sel = np.empty(n if order and tops else 0, np.int64)
+        gsub = np.empty((4, ghist.shape[1]), np.int64)
+        h = np.empty(2 * k1, np.int64)
         offa = np.empty(k1, np.int64)
         offr = np.empty(k1, np.int64)
-        seen = np.empty(k1, np.int64)
+        tab = np.empty(k1, np.int64)
+        tab2 = np.empty(k1, np.int64)
         ptr = np.empty(k1, np.int64)
         nxt = np.empty(k1, np.int64)
-        dif = np.empty(nprobe, np.int64)
+        dif = np.empty(max(k1, nprobe), np.int64)
         for i in range(blk * nq // nblocks, (blk + 1) * nq // nblocks):
-            nb = _scan_query(qc, dbc, ql, dbl, i, wm, lm, graded, order, buf, hc, ghist[i])
+            nb = 0
+            if order:
+                nb = _scan_records(qc, dbf, ql, dblf, i, n, wm, lm, graded, dbits, rec, grec, h)
+                for d in range(k1):
+                    hist[i, d] = h[d] >> 40
+                    relh[i, d] = (h[d] >> 16) & _R_MASK
+                if graded:
+                    ghist[i, 0] = n - nb
+                    _grade_counts(rec, grec, nb, dbits, gsub, ghist[i])
+            else:
+                _scan_counts(qc, dbf, ql, dblf, i, n, wm, lm, graded, h, ghist[i])
+                for d in range(k1):
+                    hist[i, d] = h[2 * d] + h[2 * d + 1]
+                    relh[i, d] = h[2 * d + 1]
+            if not order:
+                continue
             acc = 0
             racc = 0
             for d in range(k1):
-                hist[i, d] = hc[d]
-                relh[i, d] = hc[k1 + d]
                 if given:
                     offa[d] = off_all[i, d]
                     offr[d] = off_rel[i, d]
                 else:
                     offa[d] = acc
                     offr[d] = racc
-                    acc += hc[d]
-                    racc += hc[k1 + d]
-            if order:
-                hi, lo = _rank_query(
-                    buf, nb, offa, offr, probes, disc, seen, ptr, nxt, dif, pcnt[i], term[i], gain[i], limit
-                )
+                    acc += hist[i, d]
+                    racc += relh[i, d]
+            if need_ap:
+                hi, lo = _ap_sum(rec, nb, offa, offr, n, pack_limit, (1 << dbits) - 1, tab, tab2)
                 apfix[i, 0] = hi
                 apfix[i, 1] = lo
+            if tops:
+                _top_ranks(
+                    rec, grec, nb, dbits, offa, offr, hist[i], relh[i], probes, disc, sel, ptr, nxt, dif,
+                    pcnt[i], term[i], gain[i],
+                )  # fmt: skip
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def floor_kernel(qc, dbc, ql, dbl, wm, lm, out):  # pragma: no cover - compiled
+def floor_kernel(qc, dbf, ql, dblf, wm, lm, out):  # pragma: no cover - compiled
     """The floor of any exact evaluation: popcount distance, any-shared-label relevance and one histogram of
-    ``2·d + rel`` per query (out (nq, 2(K+1)) int64, zero-initialised) — nothing else."""
+    ``2·d + rel`` per query (out (nq, 2(K+1)) int64, zero-initialised) — nothing else; the same front end as
+    :func:`scan_kernel`."""
     nq = qc.shape[0]
-    n = dbc.shape[0]
+    n = dbf.shape[0] // qc.shape[1]
     for i in prange(nq):
         o = out[i]
+        q0, q1 = _row_words(qc, i)
+        l0, l1 = _row_words(ql, i)
         for j in range(n):
-            o[2 * _distance(qc, dbc, i, j, wm) + _grade(ql, dbl, i, j, lm, False)] += 1
+            o[2 * _distance(q0, q1, qc, i, dbf, j, wm) + _grade(l0, l1, ql, i, dblf, j, lm, False)] += 1
 
 
 def pack_rows(x: np.ndarray, bits: int | None = None) -> np.ndarray:
@@ -261,6 +381,23 @@ def width_marker(words: int) -> tuple[int, ...]:
     return (0,) * words if words <= 2 else ()
 
 
+def record_layout(bits: int, nclass: int) -> int:
+    """The distance bits of a record (:func:`_scan_records`): 9 when the distance (<= K < 512) and the grade
+    (<= c < 128) share the low 16 bits, so NDCG needs no second array; else 16 (grades in their own array)."""
+    return 9 if bits < 512 and nclass < 128 else 16
+
+
+def normalise_fixed(apfix: np.ndarray) -> np.ndarray:
+    """Carry the fractional words (units of 2^-52) of summed fixed-point AP numerators into the integer part."""
+    out = apfix.copy()
+    out[:, 0] += out[:, 1] >> 52
+    out[:, 1] &= (1 << 52) - 1
+    return out
+
+
+_RANK_KEYS = ("apfix", "pcnt", "term", "gain")
+
+
 def run_scan(
     qc: np.ndarray,
     dbc: np.ndarray,
@@ -279,10 +416,15 @@ def run_scan(
 ) -> dict[str, np.ndarray]:
     """Allocate the outputs and run :func:`scan_kernel` on packed words (see :func:`pack_rows`); returns
     ``hist``, ``relh``, ``ghist``, ``apfix``, ``pcnt``, ``term``, ``gain`` (module docstring). ``offsets``: the
-    (B_d, RB_d) arrays (nq, K+1) of a shard, None for a whole database. Threads: ``numba.set_num_threads``."""
+    (B_d, RB_d) arrays (nq, K+1) of a shard, None for a whole database. An ordered scan of more than
+    :data:`MAX_ROWS` rows runs part by part (a counts pass first when ``offsets`` is None), with the same
+    outputs. Threads: ``numba.set_num_threads``."""
+    probes = np.ascontiguousarray(probes, dtype=np.int64)
+    kw = dict(graded=graded, order=order, probes=probes, kt=kt, kn=kn, need_ap=need_ap)
+    if order and dbc.shape[0] > MAX_ROWS:
+        return _run_in_parts(qc, dbc, ql, dbl, bits, nclass, kw, offsets)
     nq = qc.shape[0]
     k1 = bits + 1
-    probes = np.ascontiguousarray(probes, dtype=np.int64)
     out = {
         "hist": np.zeros((nq, k1), np.int64),
         "relh": np.zeros((nq, k1), np.int64),
@@ -300,45 +442,81 @@ def run_scan(
     wm, lm = width_marker(qc.shape[1]), width_marker(ql.shape[1])
     if dbc.shape[0]:
         scan_kernel(
-            qc, dbc, ql, dbl, wm, lm, graded, order, need_ap, off_all, off_rel, probes, disc, *out.values()
-        )
+            qc, _flat(dbc), ql, _flat(dbl), wm, lm, graded, order, need_ap, off_all, off_rel, probes, disc,
+            PACK_LIMIT, record_layout(bits, nclass if graded else 1), *out.values(),
+        )  # fmt: skip
+    return out
+
+
+def _flat(a: np.ndarray) -> np.ndarray:
+    """The rows of a packed (n, W) array as one C-contiguous (n·W,) array (a view when already contiguous)."""
+    return np.ascontiguousarray(a).reshape(-1)
+
+
+def _run_in_parts(
+    qc: np.ndarray,
+    dbc: np.ndarray,
+    ql: np.ndarray,
+    dbl: np.ndarray,
+    bits: int,
+    nclass: int,
+    kw: dict,
+    offsets: tuple[np.ndarray, np.ndarray] | None,
+) -> dict[str, np.ndarray]:
+    """:func:`run_scan` over parts of at most :data:`MAX_ROWS` rows: part ``p`` is ranked with the offsets of
+    its first item (B_d plus the items at d in earlier parts), so the summed outputs equal one scan's."""
+    parts = [slice(s, s + MAX_ROWS) for s in range(0, dbc.shape[0], MAX_ROWS)]
+    if offsets is None:
+        counts = [
+            run_scan(qc, dbc[p], ql, dbl[p], bits, nclass, **{**kw, "order": False, "graded": False})
+            for p in parts
+        ]
+        hist, relh = sum(c["hist"] for c in counts), sum(c["relh"] for c in counts)
+        offsets = (np.cumsum(hist, 1) - hist, np.cumsum(relh, 1) - relh)
+    run_all, run_rel = (np.array(o, dtype=np.int64) for o in offsets)
+    out: dict[str, np.ndarray] = {}
+    for p in parts:
+        raw = run_scan(qc, dbc[p], ql, dbl[p], bits, nclass, offsets=(run_all, run_rel), **kw)
+        run_all += raw["hist"]
+        run_rel += raw["relh"]
+        out = {k: out[k] + v if k in out else v for k, v in raw.items()}
+    out["apfix"] = normalise_fixed(out["apfix"])
     return out
 
 
 def run_floor(qc: np.ndarray, dbc: np.ndarray, ql: np.ndarray, dbl: np.ndarray, bits: int) -> np.ndarray:
     """:func:`floor_kernel` on packed words: (nq, K+1, 2) counts of [non-relevant, relevant] per distance."""
     out = np.zeros((qc.shape[0], 2 * (bits + 1)), np.int64)
-    floor_kernel(qc, dbc, ql, dbl, width_marker(qc.shape[1]), width_marker(ql.shape[1]), out)
+    floor_kernel(qc, _flat(dbc), ql, _flat(dbl), width_marker(qc.shape[1]), width_marker(ql.shape[1]), out)
     return out.reshape(qc.shape[0], bits + 1, 2)
 
 
-@njit(cache=True, nogil=True)
+@njit(parallel=True, cache=True, nogil=True)
 def prefix_at(arr, ks):  # pragma: no cover - compiled
-    """(nq, len(ks)) sums of each row's first k entries (sequential, in rank order), for the sorted ks."""
-    nq = arr.shape[0]
+    """(nq, len(ks)) sums of each row's first k entries (sequential, in rank order), for the sorted ks <= the
+    row length; rows in parallel."""
+    nq, width = arr.shape
     out = np.zeros((nq, ks.shape[0]))
-    for i in range(nq):
+    for i in prange(nq):
         s = 0.0
-        c = 0
-        for p in range(arr.shape[1]):
-            while c < ks.shape[0] and ks[c] == p:
-                out[i, c] = s
-                c += 1
-            s += arr[i, p]
-        while c < ks.shape[0]:
+        p = 0
+        for c in range(ks.shape[0]):
+            end = min(ks[c], width)
+            while p < end:
+                s += arr[i, p]
+                p += 1
             out[i, c] = s
-            c += 1
     return out
 
 
-@njit(cache=True, nogil=True)
+@njit(parallel=True, cache=True, nogil=True)
 def ideal_dcg_at(ghist, ks, disc):  # pragma: no cover - compiled
     """(nq, len(ks)) ideal DCG@k (grades in decreasing order, gain 2^g - 1, discount ``disc``) from the per-grade
-    counts ``ghist`` (nq, c+1), for the sorted ks <= len(disc)."""
+    counts ``ghist`` (nq, c+1), for the sorted ks <= len(disc); rows in parallel."""
     nq, c1 = ghist.shape
     kmax = disc.shape[0]
     out = np.zeros((nq, ks.shape[0]))
-    for i in range(nq):
+    for i in prange(nq):
         s = 0.0
         p = 0
         c = 0

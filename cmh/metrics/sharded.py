@@ -188,7 +188,7 @@ class ShardedEvaluation:
                 run_rel += raw["relh"]
                 for key in ("apfix", "pcnt", "term", "gain"):
                     out[key] = out[key] + raw[key] if key in out else raw[key]
-                out["apfix"] = normalise_fixed(out["apfix"])
+                out["apfix"] = kernel_module().normalise_fixed(out["apfix"])
         if not out:
             nq = self.qc.shape[0]
             out = {
@@ -203,20 +203,12 @@ class ShardedEvaluation:
         """The :func:`cmh.metrics.evaluate` dictionary from the merged counts and rank sums."""
         raw = {**counts, **(ranks or {})}
         if "apfix" in raw:
-            raw["apfix"] = normalise_fixed(raw["apfix"])
+            raw["apfix"] = kernel_module().normalise_fixed(raw["apfix"])
         st = per_query_from_scan(raw, self._plan, self.want, self.topk, self.pn, self.ndcg_k, self.n)
         nq = self.qc.shape[0]
         return aggregate(
             st, self.want, nq, self.n, self.bits, self.topk, self.pn, self.ndcg_k, self.return_per_query
         )
-
-
-def normalise_fixed(apfix: np.ndarray) -> np.ndarray:
-    """Carry the fractional words (units of 2^-52) of summed fixed-point AP numerators into the integer part."""
-    out = apfix.copy()
-    out[:, 0] += out[:, 1] >> 52
-    out[:, 1] &= (1 << 52) - 1
-    return out
 
 
 def before(counts: np.ndarray) -> np.ndarray:
