@@ -223,10 +223,12 @@ def _ap_sum(rec, nb, offa, offr, n, pack_limit, dmask, tab, tab2):  # pragma: no
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _top_ranks(rec, grec, nb, dbits, offa, offr, hist, relh, probes, disc, sel, ptr, nxt, dif, pc, tm, gn):  # noqa: E501  # pragma: no cover
+def _top_ranks(
+    rec, grec, nb, dbits, offa, offr, hist, relh, probes, disc, gains, sel, ptr, nxt, dif, pc, tm, gn
+):  # noqa: E501  # pragma: no cover
     """The top-k outputs of one query from its records: adds to the probe counts ``pc``, stores the terms ``tm``
-    and gains ``gn`` of ranks <= their widths. Only records at distances whose ranks meet the top widths or
-    straddle a probe matter: a branch-free pass gathers their positions into ``sel``, then the probe counts
+    and gains ``gn`` (``gains[g]`` = 2^g - 1 times the discount ``disc``) of ranks <= their widths. Only records
+    at distances whose ranks meet the top widths or straddle a probe matter: a branch-free pass gathers their positions into ``sel``, then the probe counts
     advance only when a rank passes a probe (rare events); every other distance adds its total."""
     k1 = offa.shape[0]
     nprobe = probes.shape[0]
@@ -262,7 +264,7 @@ def _top_ranks(rec, grec, nb, dbits, offa, offr, hist, relh, probes, disc, sel, 
         if rank <= kt:
             tm[rank - 1] = np.float64(offr[x] + r + 1) / np.float64(rank)
         if rank <= kn:
-            gn[rank - 1] = (2.0 ** _record_grade(rec, grec, b, dbits) - 1.0) * disc[rank - 1]
+            gn[rank - 1] = gains[_record_grade(rec, grec, b, dbits)] * disc[rank - 1]
     for p in range(nprobe):
         dif[p] = 0
     for d in range(k1):
@@ -276,7 +278,7 @@ def _top_ranks(rec, grec, nb, dbits, offa, offr, hist, relh, probes, disc, sel, 
 
 @njit(parallel=True, cache=True, nogil=True)
 def scan_kernel(
-    qc, dbf, ql, dblf, wm, lm, graded, order, need_ap, off_all, off_rel, probes, disc, pack_limit, dbits, hist, relh, ghist, apfix, pcnt, term, gain
+    qc, dbf, ql, dblf, wm, lm, graded, order, need_ap, off_all, off_rel, probes, disc, gains, pack_limit, dbits, hist, relh, ghist, apfix, pcnt, term, gain
 ):  # fmt: skip  # pragma: no cover - compiled; exercised through evaluate()
     """Fill the per-query outputs (see the module docstring) for queries ``qc`` against the database.
 
@@ -341,7 +343,7 @@ def scan_kernel(
                 apfix[i, 1] = lo
             if tops:
                 _top_ranks(
-                    rec, grec, nb, dbits, offa, offr, hist[i], relh[i], probes, disc, sel, ptr, nxt, dif,
+                    rec, grec, nb, dbits, offa, offr, hist[i], relh[i], probes, disc, gains, sel, ptr, nxt, dif,
                     pcnt[i], term[i], gain[i],
                 )  # fmt: skip
 
@@ -435,6 +437,9 @@ def run_scan(
         "gain": np.zeros((nq, kn if order else 0)),
     }
     disc = 1.0 / np.log2(np.arange(2, kn + 2, dtype=np.float64))
+    gains = (
+        2.0 ** np.arange(nclass + 1 if graded else 0) - 1.0
+    )  # NDCG gain of each grade (pow once, not per rank)
     none = np.zeros((0, 0), np.int64)
     off_all, off_rel = (
         (none, none) if offsets is None else (np.ascontiguousarray(o, np.int64) for o in offsets)
@@ -442,7 +447,7 @@ def run_scan(
     wm, lm = width_marker(qc.shape[1]), width_marker(ql.shape[1])
     if dbc.shape[0]:
         scan_kernel(
-            qc, _flat(dbc), ql, _flat(dbl), wm, lm, graded, order, need_ap, off_all, off_rel, probes, disc,
+            qc, _flat(dbc), ql, _flat(dbl), wm, lm, graded, order, need_ap, off_all, off_rel, probes, disc, gains,
             PACK_LIMIT, record_layout(bits, nclass if graded else 1), *out.values(),
         )  # fmt: skip
     return out

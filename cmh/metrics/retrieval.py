@@ -298,7 +298,9 @@ def per_query_from_scan(
 
     relh = raw["relh"]
     n_rel = relh.sum(1)
-    st: dict[str, np.ndarray] = {"n_rel": n_rel, "counts": np.stack([raw["hist"] - relh, relh], axis=2)}
+    st: dict[str, np.ndarray] = {"n_rel": n_rel}
+    if want & _COUNT_METRICS:
+        st["counts"] = np.stack([raw["hist"] - relh, relh], axis=2)
     if "map" in want:
         num = raw["apfix"][:, 0].astype(np.float64) + raw["apfix"][:, 1] / FIX_SCALE
         st["ap"] = np.where(n_rel > 0, num / np.maximum(n_rel, 1), 0.0)
@@ -467,7 +469,7 @@ def aggregate(
     }
     if "map" in want:
         res["map"] = float(st["ap"].mean())
-    if "counts" in st:
+    if "counts" in st and want & _COUNT_METRICS:
         hist, relh = st["counts"].sum(2), st["counts"][:, :, 1]
         cum, relcum = np.cumsum(hist, 1).astype(np.float64), np.cumsum(relh, 1).astype(np.float64)
         if "map_tie_avg" in want:
