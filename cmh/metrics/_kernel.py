@@ -65,6 +65,15 @@ def _row_words(a, i):
 
 
 @njit(inline="always")
+def _label_count(ql, i):
+    """Labels of query ``i`` (the largest grade any item can share with it)."""
+    c = 0
+    for w in range(ql.shape[1]):
+        c += _popcount(ql[i, w])
+    return c
+
+
+@njit(inline="always")
 def _distance(q0, q1, qc, i, dbf, j, wm):
     """Hamming distance of query ``i`` (first words ``q0``, ``q1``) and item ``j`` of the flat database words
     ``dbf`` (n·W,). ``wm``: a tuple of W zeros makes W = 1 or 2 a compile-time constant (numba specialises on the
@@ -157,9 +166,20 @@ def _record_grade(rec, grec, b, dbits):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _grade_counts(rec, grec, nb, dbits, sub, gh):  # pragma: no cover - compiled
-    """``gh[g]`` += relevant records of grade g >= 1, through 4 interleaved histograms ``sub`` (4, c+1) so that
-    equal grades in a row (the common case) do not wait on each other's stores."""
+def _grade_counts(rec, grec, nb, dbits, top, sub, gh):  # pragma: no cover - compiled
+    """``gh[g]`` += relevant records of grade g >= 1. Grades cannot exceed ``top`` (the query's own label
+    count): up to 8, one vectorised counting pass per grade from 2 (grade 1 takes the rest); beyond, 4
+    interleaved histograms ``sub`` (4, c+1), so that equal grades in a row do not wait on each other's stores."""
+    if top <= 8:
+        rest = nb
+        for g in range(2, top + 1):
+            c = 0
+            for b in range(nb):
+                c += _record_grade(rec, grec, b, dbits) == g
+            gh[g] += c
+            rest -= c
+        gh[1] += rest
+        return
     sub[:] = 0
     for b in range(nb):
         sub[b & 3, _record_grade(rec, grec, b, dbits)] += 1
@@ -318,7 +338,7 @@ def scan_kernel(
                     relh[i, d] = (h[d] >> 16) & _R_MASK
                 if graded:
                     ghist[i, 0] = n - nb
-                    _grade_counts(rec, grec, nb, dbits, gsub, ghist[i])
+                    _grade_counts(rec, grec, nb, dbits, _label_count(ql, i), gsub, ghist[i])
             else:
                 _scan_counts(qc, dbf, ql, dblf, i, n, wm, lm, graded, h, ghist[i])
                 for d in range(k1):
@@ -395,9 +415,6 @@ def normalise_fixed(apfix: np.ndarray) -> np.ndarray:
     out[:, 0] += out[:, 1] >> 52
     out[:, 1] &= (1 << 52) - 1
     return out
-
-
-_RANK_KEYS = ("apfix", "pcnt", "term", "gain")
 
 
 def run_scan(
