@@ -244,47 +244,96 @@ def _ap_sum(rec, nb, offa, offr, n, pack_limit, dmask, tab, tab2):  # pragma: no
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _top_ranks(
-    rec, grec, nb, dbits, offa, offr, hist, relh, probes, disc, gains, sel, ptr, nxt, dif, pc, tm, gn
+    rec,
+    grec,
+    nb,
+    dbits,
+    offa,
+    offr,
+    hist,
+    relh,
+    probes,
+    kt,
+    kn,
+    disc,
+    gains,
+    selp,
+    selt,
+    ptr,
+    nxt,
+    dif,
+    pc,
+    tm,
+    gn,
 ):  # noqa: E501  # pragma: no cover
     """The top-k outputs of one query from its records: adds to the probe counts ``pc``, stores the terms ``tm``
-    and gains ``gn`` (``gains[g]`` = 2^g - 1 times the discount ``disc``) of ranks <= their widths. Only records
-    at distances whose ranks meet the top widths or straddle a probe matter: a branch-free pass gathers their positions into ``sel``, then the probe counts
-    advance only when a rank passes a probe (rare events); every other distance adds its total."""
+    and gains ``gn`` (``gains[g]`` = 2^g - 1 times the discount ``disc``) of ranks <= ``kt`` / ``kn``.
+
+    Only two kinds of records matter, and one branch-free pass gathers their positions: those at distances that
+    straddle a probe (into ``selp``: the probe counts advance only when a rank passes a probe, rare events;
+    every other distance adds its total) and those at distances whose ranks start within the top widths (into
+    ``selt``). With scratch cells ``tm[kt]``/``gn[kn]`` (rows one longer than the widths) the top stores take
+    no branch: ranks inside and past a width interleave unpredictably, and the past ones land in the scratch."""
     k1 = offa.shape[0]
     nprobe = probes.shape[0]
-    kt = tm.shape[0]
-    kn = gn.shape[0]
+    spill = tm.shape[0] > kt and gn.shape[0] > kn
     dmask = (1 << dbits) - 1
     big = np.int64(1) << 62
     # probe p's count (relevant items with rank <= probes[p]) = Σ_d of the relevant items at d seen when d's
     # ranks pass probes[p], plus d's total for the probes it never passes
+    xlim = 0  # distances below xlim start within the top widths (B_d is non-decreasing in d)
     for d in range(k1):
         p = np.searchsorted(probes, offa[d] + 1)
         ptr[d] = p
         nxt[d] = probes[p] if p < nprobe else big
-        # wanted: ranks within the top widths, or a probe strictly inside (offa, offa + hist)
-        dif[d] = np.int64(offa[d] < max(kt, kn) or (p < nprobe and probes[p] < offa[d] + hist[d]))
-    m = 0
-    for b in range(nb):
-        sel[m] = b
-        m += dif[rec[b] & dmask]
-    for s in range(m):
-        b = sel[s]
-        v = rec[b]
+        dif[d] = np.int64(p < nprobe and probes[p] < offa[d] + hist[d])  # a probe strictly inside d's ranks
+        if offa[d] < max(kt, kn):
+            xlim = d + 1
+    mp = 0
+    mt = 0
+    if nprobe and xlim:
+        for b in range(nb):
+            x = rec[b] & dmask
+            selp[mp] = b
+            mp += dif[x]
+            selt[mt] = b
+            mt += x < xlim
+    elif nprobe:
+        for b in range(nb):
+            selp[mp] = b
+            mp += dif[rec[b] & dmask]
+    elif xlim:
+        for b in range(nb):
+            selt[mt] = b
+            mt += (rec[b] & dmask) < xlim
+    for s in range(mp):
+        v = rec[selp[s]]
         x = v & dmask
-        r = (v >> 16) & _R_MASK
         rank = offa[x] + (v >> 40) + 1
         if rank > nxt[x]:
             p = ptr[x]
             while p < nprobe and probes[p] < rank:
-                pc[p] += r
+                pc[p] += (v >> 16) & _R_MASK
                 p += 1
             ptr[x] = p
             nxt[x] = probes[p] if p < nprobe else big
-        if rank <= kt:
-            tm[rank - 1] = np.float64(offr[x] + r + 1) / np.float64(rank)
-        if rank <= kn:
-            gn[rank - 1] = gains[_record_grade(rec, grec, b, dbits)] * disc[rank - 1]
+    for s in range(mt):
+        b = selt[s]
+        v = rec[b]
+        x = v & dmask
+        rank = offa[x] + (v >> 40) + 1
+        t = np.float64(offr[x] + ((v >> 16) & _R_MASK) + 1) / np.float64(rank)
+        if spill:
+            if kt > 0:
+                tm[min(rank, kt + 1) - 1] = t
+            if kn > 0:
+                c = min(rank, kn + 1) - 1
+                gn[c] = gains[_record_grade(rec, grec, b, dbits)] * disc[c]
+        else:
+            if rank <= kt:
+                tm[rank - 1] = t
+            if rank <= kn:
+                gn[rank - 1] = gains[_record_grade(rec, grec, b, dbits)] * disc[rank - 1]
     for p in range(nprobe):
         dif[p] = 0
     for d in range(k1):
@@ -296,9 +345,23 @@ def _top_ranks(
         pc[p] += run
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def _sums_at(row, ks, out):  # pragma: no cover - compiled
+    """``out[c]`` = sum of ``row``'s first ``ks[c]`` entries (sequential, in rank order; ks sorted, <= the row
+    length); ``row`` is zeroed for the next query."""
+    s = 0.0
+    p = 0
+    for c in range(ks.shape[0]):
+        while p < ks[c]:
+            s += row[p]
+            p += 1
+        out[c] = s
+    row[:] = 0.0
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def scan_kernel(
-    qc, dbf, ql, dblf, wm, lm, graded, order, need_ap, off_all, off_rel, probes, disc, gains, pack_limit, dbits, hist, relh, ghist, apfix, pcnt, term, gain
+    qc, dbf, ql, dblf, wm, lm, graded, order, need_ap, off_all, off_rel, probes, tks, nks, disc, gains, pack_limit, dbits, hist, relh, ghist, apfix, pcnt, term, gain, term_at, gain_at
 ):  # fmt: skip  # pragma: no cover - compiled; exercised through evaluate()
     """Fill the per-query outputs (see the module docstring) for queries ``qc`` against the database.
 
@@ -307,19 +370,26 @@ def scan_kernel(
     labels (NDCG); ``order``: compute the rank outputs (else counts only; then any n, else n <= MAX_ROWS);
     ``need_ap``: the mAP@all sum; ``pack_limit``: :data:`PACK_LIMIT`; ``dbits``: the distance bits of a record
     (9 when K < 512 and grades < 128 fit beside it, else 16: :func:`record_layout`). ``off_all``/``off_rel`` (nq, K+1) int64:
-    given B_d / RB_d, or shape (0, 0) to take them from this scan's own histograms. Outputs are zero-initialised
-    by the caller. Blocks of queries run in parallel (numba ``prange``; ``numba.set_num_threads``)."""
+    given B_d / RB_d, or shape (0, 0) to take them from this scan's own histograms. ``tks``/``nks``: the sorted
+    widths of map@k / NDCG@k; with ``term``/``gain`` of shape (nq, tks[-1]) / (nq, nks[-1]) ("dense", for shards)
+    the kernel stores the per-rank terms there, else in one scratch row per block and writes their sums over
+    the first k ranks to ``term_at`` (nq, len(tks)) / ``gain_at`` (nq, len(nks)) — the same sums, in the same
+    order, as :func:`prefix_at` of the dense rows. Outputs are zero-initialised by the caller. Blocks of queries run in parallel (numba ``prange``; ``numba.set_num_threads``)."""
     nq = qc.shape[0]
     n = dbf.shape[0] // qc.shape[1]
     k1 = hist.shape[1]
     nprobe = probes.shape[0]
     given = off_all.shape[0] > 0
-    tops = nprobe > 0 or term.shape[1] > 0 or gain.shape[1] > 0
+    kt = tks[-1] if tks.shape[0] else 0
+    kn = nks[-1] if nks.shape[0] else 0
+    dense = term.shape[1] == kt and gain.shape[1] == kn
+    tops = nprobe > 0 or kt > 0 or kn > 0
     nblocks = min(nq, 64)
     for blk in prange(nblocks):
         rec = np.empty(n if order else 0, np.int64)
         grec = np.empty(n if order and graded and dbits == 16 else 0, np.int64)
-        sel = np.empty(n if order and tops else 0, np.int64)
+        selp = np.empty(n if order and tops else 0, np.int64)
+        selt = np.empty(n if order and tops else 0, np.int64)
         gsub = np.empty((4, ghist.shape[1]), np.int64)
         h = np.empty(2 * k1, np.int64)
         offa = np.empty(k1, np.int64)
@@ -329,6 +399,8 @@ def scan_kernel(
         ptr = np.empty(k1, np.int64)
         nxt = np.empty(k1, np.int64)
         dif = np.empty(max(k1, nprobe), np.int64)
+        tscr = np.zeros(0 if dense else kt + 1)  # + the scratch cell of _top_ranks
+        gscr = np.zeros(0 if dense else kn + 1)
         for i in range(blk * nq // nblocks, (blk + 1) * nq // nblocks):
             nb = 0
             if order:
@@ -362,10 +434,15 @@ def scan_kernel(
                 apfix[i, 0] = hi
                 apfix[i, 1] = lo
             if tops:
+                tm = term[i] if dense else tscr
+                gn = gain[i] if dense else gscr
                 _top_ranks(
-                    rec, grec, nb, dbits, offa, offr, hist[i], relh[i], probes, disc, gains, sel, ptr, nxt, dif,
-                    pcnt[i], term[i], gain[i],
+                    rec, grec, nb, dbits, offa, offr, hist[i], relh[i], probes, kt, kn, disc, gains, selp, selt, ptr,
+                    nxt, dif, pcnt[i], tm, gn,
                 )  # fmt: skip
+                if not dense:
+                    _sums_at(tscr, tks, term_at[i])
+                    _sums_at(gscr, nks, gain_at[i])
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -428,35 +505,40 @@ def run_scan(
     graded: bool,
     order: bool,
     probes: np.ndarray,
-    kt: int,
-    kn: int,
+    tks: np.ndarray,
+    nks: np.ndarray,
     need_ap: bool = True,
     offsets: tuple[np.ndarray, np.ndarray] | None = None,
+    dense: bool = False,
 ) -> dict[str, np.ndarray]:
     """Allocate the outputs and run :func:`scan_kernel` on packed words (see :func:`pack_rows`); returns
-    ``hist``, ``relh``, ``ghist``, ``apfix``, ``pcnt``, ``term``, ``gain`` (module docstring). ``offsets``: the
-    (B_d, RB_d) arrays (nq, K+1) of a shard, None for a whole database. An ordered scan of more than
-    :data:`MAX_ROWS` rows runs part by part (a counts pass first when ``offsets`` is None), with the same
-    outputs. Threads: ``numba.set_num_threads``."""
-    probes = np.ascontiguousarray(probes, dtype=np.int64)
-    kw = dict(graded=graded, order=order, probes=probes, kt=kt, kn=kn, need_ap=need_ap)
+    ``hist``, ``relh``, ``ghist``, ``apfix``, ``pcnt`` and, for the top-k sums, ``term_at``/``gain_at``
+    (nq, len(tks)) / (nq, len(nks)), or with ``dense`` the per-rank ``term``/``gain`` rows (module docstring;
+    shards return these, since only their merged rows may be summed). ``offsets``: the (B_d, RB_d) arrays
+    (nq, K+1) of a shard, None for a whole database. An ordered scan of more than :data:`MAX_ROWS` rows runs
+    part by part (a counts pass first when ``offsets`` is None), with the same outputs. Threads:
+    ``numba.set_num_threads``."""
+    probes, tks, nks = (np.ascontiguousarray(a, dtype=np.int64) for a in (probes, tks, nks))
+    kw = dict(graded=graded, order=order, probes=probes, tks=tks, nks=nks, need_ap=need_ap)
     if order and dbc.shape[0] > MAX_ROWS:
-        return _run_in_parts(qc, dbc, ql, dbl, bits, nclass, kw, offsets)
+        return _run_in_parts(qc, dbc, ql, dbl, bits, nclass, kw, offsets, dense)
     nq = qc.shape[0]
     k1 = bits + 1
+    kt = int(tks[-1]) if order and tks.size else 0
+    kn = int(nks[-1]) if order and nks.size else 0
     out = {
         "hist": np.zeros((nq, k1), np.int64),
         "relh": np.zeros((nq, k1), np.int64),
         "ghist": np.zeros((nq, nclass + 1 if graded else 0), np.int64),
         "apfix": np.zeros((nq, 2), np.int64),
         "pcnt": np.zeros((nq, probes.size), np.int64),
-        "term": np.zeros((nq, kt if order else 0)),
-        "gain": np.zeros((nq, kn if order else 0)),
+        "term": np.zeros((nq, kt if dense else 0)),
+        "gain": np.zeros((nq, kn if dense else 0)),
+        "term_at": np.zeros((nq, 0 if dense or not order else tks.size)),
+        "gain_at": np.zeros((nq, 0 if dense or not order else nks.size)),
     }
-    disc = 1.0 / np.log2(np.arange(2, kn + 2, dtype=np.float64))
-    gains = (
-        2.0 ** np.arange(nclass + 1 if graded else 0) - 1.0
-    )  # NDCG gain of each grade (pow once, not per rank)
+    disc = 1.0 / np.log2(np.arange(2, kn + 3, dtype=np.float64))  # ranks 1..kn + 1 (the scratch cell)
+    gains = 2.0 ** np.arange(nclass + 1 if graded else 0) - 1.0  # NDCG gain of each grade: pow once per call
     none = np.zeros((0, 0), np.int64)
     off_all, off_rel = (
         (none, none) if offsets is None else (np.ascontiguousarray(o, np.int64) for o in offsets)
@@ -464,9 +546,12 @@ def run_scan(
     wm, lm = width_marker(qc.shape[1]), width_marker(ql.shape[1])
     if dbc.shape[0]:
         scan_kernel(
-            qc, _flat(dbc), ql, _flat(dbl), wm, lm, graded, order, need_ap, off_all, off_rel, probes, disc, gains,
-            PACK_LIMIT, record_layout(bits, nclass if graded else 1), *out.values(),
+            qc, _flat(dbc), ql, _flat(dbl), wm, lm, graded, order, need_ap, off_all, off_rel, probes,
+            tks if order else tks[:0], nks if order else nks[:0], disc, gains, PACK_LIMIT,
+            record_layout(bits, nclass if graded else 1), *out.values(),
         )  # fmt: skip
+    for key in ("term", "gain") if not dense else ("term_at", "gain_at"):
+        del out[key]
     return out
 
 
@@ -484,9 +569,11 @@ def _run_in_parts(
     nclass: int,
     kw: dict,
     offsets: tuple[np.ndarray, np.ndarray] | None,
+    dense: bool,
 ) -> dict[str, np.ndarray]:
     """:func:`run_scan` over parts of at most :data:`MAX_ROWS` rows: part ``p`` is ranked with the offsets of
-    its first item (B_d plus the items at d in earlier parts), so the summed outputs equal one scan's."""
+    its first item (B_d plus the items at d in earlier parts), so the summed outputs equal one scan's (the
+    top-k rows are merged before their sums are taken)."""
     parts = [slice(s, s + MAX_ROWS) for s in range(0, dbc.shape[0], MAX_ROWS)]
     if offsets is None:
         counts = [
@@ -498,11 +585,14 @@ def _run_in_parts(
     run_all, run_rel = (np.array(o, dtype=np.int64) for o in offsets)
     out: dict[str, np.ndarray] = {}
     for p in parts:
-        raw = run_scan(qc, dbc[p], ql, dbl[p], bits, nclass, offsets=(run_all, run_rel), **kw)
+        raw = run_scan(qc, dbc[p], ql, dbl[p], bits, nclass, offsets=(run_all, run_rel), dense=True, **kw)
         run_all += raw["hist"]
         run_rel += raw["relh"]
         out = {k: out[k] + v if k in out else v for k, v in raw.items()}
     out["apfix"] = normalise_fixed(out["apfix"])
+    if not dense:
+        out["term_at"] = prefix_at(out.pop("term"), kw["tks"])
+        out["gain_at"] = prefix_at(out.pop("gain"), kw["nks"])
     return out
 
 

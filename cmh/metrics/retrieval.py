@@ -267,19 +267,20 @@ def _ndcg(g: np.ndarray, ghist: np.ndarray, ks: Sequence[int], n: int) -> dict[s
 def kernel_plan(
     want: set[str], topk: Sequence[int], pn: Sequence[int], ndcg_k: Sequence[int], n: int
 ) -> dict[str, Any]:
-    """What the compiled scan computes for these metrics over ``n`` items: ``graded``, ``order``, the sorted
-    ``probes`` (clipped k of map@k and n of P@n), ``kt``/``kn`` (top ranks kept for map@k / NDCG@k)."""
-    probes = sorted(
-        {min(k, n) for k in (topk if "map@k" in want else [])}
-        | {min(m, n) for m in (pn if "p_at_n" in want else [])}
-    )
+    """What the compiled scan computes for these metrics over ``n`` items: ``graded``, ``order``, ``need_ap``,
+    the sorted ``probes`` (clipped k of map@k and n of P@n) and top widths ``tks`` / ``nks`` (clipped k of
+    map@k / NDCG@k)."""
+
+    def clipped(ks: Iterable[int], metric: str) -> np.ndarray:
+        return np.array(sorted({min(int(k), n) for k in (ks if metric in want else [])}), dtype=np.int64)
+
     return {
         "graded": "ndcg@k" in want,
         "order": bool(want & _ORDER_METRICS),
         "need_ap": "map" in want,
-        "probes": np.array(probes, dtype=np.int64),
-        "kt": min(max(topk), n) if "map@k" in want else 0,
-        "kn": min(max(ndcg_k), n) if "ndcg@k" in want else 0,
+        "probes": np.union1d(clipped(topk, "map@k"), clipped(pn, "p_at_n")).astype(np.int64),
+        "tks": clipped(topk, "map@k"),
+        "nks": clipped(ndcg_k, "ndcg@k"),
     }
 
 
@@ -293,33 +294,37 @@ def per_query_from_scan(
     n: int,
 ) -> dict[str, np.ndarray]:
     """The per-query statistics (``n_rel``, ``counts``, ``ap``, ``ap@k``, ``p_at_n``, ``ndcg@k``) from the merged
-    outputs of the compiled scan (:mod:`cmh.metrics._kernel`) over a whole database of ``n`` items."""
-    from cmh.metrics._kernel import FIX_SCALE
-
+    outputs of the compiled scan (:mod:`cmh.metrics._kernel`) over a whole database of ``n`` items: the top-k
+    sums ``term_at``/``gain_at``, or the merged per-rank rows ``term``/``gain`` of a sharded evaluation."""
+    kern = kernel_module()
     relh = raw["relh"]
     n_rel = relh.sum(1)
     st: dict[str, np.ndarray] = {"n_rel": n_rel}
     if want & _COUNT_METRICS:
         st["counts"] = np.stack([raw["hist"] - relh, relh], axis=2)
     if "map" in want:
-        num = raw["apfix"][:, 0].astype(np.float64) + raw["apfix"][:, 1] / FIX_SCALE
+        num = raw["apfix"][:, 0].astype(np.float64) + raw["apfix"][:, 1] / kern.FIX_SCALE
         st["ap"] = np.where(n_rel > 0, num / np.maximum(n_rel, 1), 0.0)
     col = {int(m): c for c, m in enumerate(plan["probes"])}
     if "map@k" in want:
-        ks = [min(k, n) for k in topk]
-        num = kernel_module().prefix_at(raw["term"], np.array(ks, dtype=np.int64))  # Σ over the first k ranks
-        for c, (k, kk) in enumerate(zip(topk, ks, strict=True)):
+        tks = plan["tks"]
+        sums = raw["term_at"] if "term_at" in raw else kern.prefix_at(raw["term"], tks)  # Σ over the first k
+        at = {int(k): c for c, k in enumerate(tks)}
+        for k in topk:
+            kk = min(k, n)
             hk = raw["pcnt"][:, col[kk]]
-            st[f"ap@{k}"] = np.where(hk > 0, num[:, c] / np.maximum(hk, 1), 0.0)
+            st[f"ap@{k}"] = np.where(hk > 0, sums[:, at[kk]] / np.maximum(hk, 1), 0.0)
     if "p_at_n" in want:
         ends = [min(m, n) for m in pn]
         st["p_at_n"] = raw["pcnt"][:, [col[m] for m in ends]] / np.array(ends, dtype=np.float64)
     if "ndcg@k" in want:
-        ks_arr = np.array([min(k, n) for k in ndcg_k], dtype=np.int64)
-        disc = 1.0 / np.log2(np.arange(2, raw["gain"].shape[1] + 2, dtype=np.float64))
-        dcg = kernel_module().prefix_at(raw["gain"], ks_arr)
-        idcg = kernel_module().ideal_dcg_at(np.ascontiguousarray(raw["ghist"]), ks_arr, disc)
-        for c, k in enumerate(ndcg_k):
+        nks = plan["nks"]
+        disc = 1.0 / np.log2(np.arange(2, nks[-1] + 2, dtype=np.float64))
+        dcg = raw["gain_at"] if "gain_at" in raw else kern.prefix_at(raw["gain"], nks)
+        idcg = kern.ideal_dcg_at(np.ascontiguousarray(raw["ghist"]), nks, disc)
+        at = {int(k): c for c, k in enumerate(nks)}
+        for k in ndcg_k:
+            c = at[min(k, n)]
             st[f"ndcg@{k}"] = np.where(idcg[:, c] > 0, dcg[:, c] / np.maximum(idcg[:, c], 1e-300), 0.0)
     return st
 

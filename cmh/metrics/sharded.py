@@ -145,7 +145,7 @@ class ShardedEvaluation:
             for _, dbc, dblp in self._shards(shards):
                 raw = kernel_module().run_scan(
                     self.qc, dbc, self.qlp, dblp, self.bits, self.nclass,
-                    graded=graded, order=False, probes=empty, kt=0, kn=0,
+                    graded=graded, order=False, probes=empty, tks=empty, nks=empty,
                 )  # fmt: skip
                 for key in ("hist", "relh", "ghist"):
                     tot[key] = tot[key] + raw[key] if key in tot else raw[key]
@@ -182,8 +182,9 @@ class ShardedEvaluation:
         with numba_threads(self.num_threads):
             for _, dbc, dblp in self._shards(shards):
                 raw = kernel_module().run_scan(
-                    self.qc, dbc, self.qlp, dblp, self.bits, self.nclass, offsets=(run_all, run_rel), **plan
-                )
+                    self.qc, dbc, self.qlp, dblp, self.bits, self.nclass, offsets=(run_all, run_rel), dense=True,
+                    **plan,
+                )  # fmt: skip
                 run_all += raw["hist"]
                 run_rel += raw["relh"]
                 for key in ("apfix", "pcnt", "term", "gain"):
@@ -194,8 +195,8 @@ class ShardedEvaluation:
             out = {
                 "apfix": np.zeros((nq, 2), np.int64),
                 "pcnt": np.zeros((nq, plan["probes"].size), np.int64),
-                "term": np.zeros((nq, plan["kt"])),
-                "gain": np.zeros((nq, plan["kn"])),
+                "term": np.zeros((nq, plan["tks"][-1] if plan["tks"].size else 0)),
+                "gain": np.zeros((nq, plan["nks"][-1] if plan["nks"].size else 0)),
             }
         return out
 
