@@ -269,11 +269,12 @@ def _top_ranks(
     """The top-k outputs of one query from its records: adds to the probe counts ``pc``, stores the terms ``tm``
     and gains ``gn`` (``gains[g]`` = 2^g - 1 times the discount ``disc``) of ranks <= ``kt`` / ``kn``.
 
-    Only two kinds of records matter, and one branch-free pass gathers their positions: those at distances that
-    straddle a probe (into ``selp``: the probe counts advance only when a rank passes a probe, rare events;
-    every other distance adds its total) and those at distances whose ranks start within the top widths (into
-    ``selt``). With scratch cells ``tm[kt]``/``gn[kn]`` (rows one longer than the widths) the top stores take
-    no branch: ranks inside and past a width interleave unpredictably, and the past ones land in the scratch."""
+    Only records at distances that straddle a probe or start within the top widths matter; one branch-free
+    pass gathers their positions into ``selp``. Over those, the probe counts advance only when a rank passes a
+    probe (rare events; every other distance adds its total), and the ones within the top widths' distances
+    are gathered again into ``selt``. With scratch cells ``tm[kt]``/``gn[kn]`` (rows one longer than the
+    widths) the top stores take no branch: ranks inside and past a width interleave unpredictably, and the past
+    ones land in the scratch."""
     k1 = offa.shape[0]
     nprobe = probes.shape[0]
     spill = tm.shape[0] > kt and gn.shape[0] > kn
@@ -286,29 +287,21 @@ def _top_ranks(
         p = np.searchsorted(probes, offa[d] + 1)
         ptr[d] = p
         nxt[d] = probes[p] if p < nprobe else big
-        dif[d] = np.int64(p < nprobe and probes[p] < offa[d] + hist[d])  # a probe strictly inside d's ranks
         if offa[d] < max(kt, kn):
             xlim = d + 1
+        # wanted: a probe strictly inside d's ranks, or ranks that start within the top widths
+        dif[d] = np.int64((p < nprobe and probes[p] < offa[d] + hist[d]) or d < xlim)
     mp = 0
+    for b in range(nb):
+        selp[mp] = b
+        mp += dif[rec[b] & dmask]
     mt = 0
-    if nprobe and xlim:
-        for b in range(nb):
-            x = rec[b] & dmask
-            selp[mp] = b
-            mp += dif[x]
-            selt[mt] = b
-            mt += x < xlim
-    elif nprobe:
-        for b in range(nb):
-            selp[mp] = b
-            mp += dif[rec[b] & dmask]
-    elif xlim:
-        for b in range(nb):
-            selt[mt] = b
-            mt += (rec[b] & dmask) < xlim
     for s in range(mp):
-        v = rec[selp[s]]
+        b = selp[s]
+        v = rec[b]
         x = v & dmask
+        selt[mt] = b
+        mt += x < xlim
         rank = offa[x] + (v >> 40) + 1
         if rank > nxt[x]:
             p = ptr[x]
