@@ -244,37 +244,17 @@ def _ap_sum(rec, nb, offa, offr, n, pack_limit, dmask, tab, tab2):  # pragma: no
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _top_ranks(
-    rec,
-    grec,
-    nb,
-    dbits,
-    offa,
-    offr,
-    hist,
-    relh,
-    probes,
-    kt,
-    kn,
-    disc,
-    gains,
-    selp,
-    selt,
-    ptr,
-    nxt,
-    dif,
-    pc,
-    tm,
-    gn,
-):  # noqa: E501  # pragma: no cover
+    rec, grec, nb, dbits, offa, offr, hist, relh, probes, kt, kn, disc, gains, sel, ptr, nxt, dif, pc, tm, gn
+):  # pragma: no cover - compiled
     """The top-k outputs of one query from its records: adds to the probe counts ``pc``, stores the terms ``tm``
     and gains ``gn`` (``gains[g]`` = 2^g - 1 times the discount ``disc``) of ranks <= ``kt`` / ``kn``.
 
     Only records at distances that straddle a probe or start within the top widths matter; one branch-free
-    pass gathers their positions into ``selp``. Over those, the probe counts advance only when a rank passes a
-    probe (rare events; every other distance adds its total), and the ones within the top widths' distances
-    are gathered again into ``selt``. With scratch cells ``tm[kt]``/``gn[kn]`` (rows one longer than the
-    widths) the top stores take no branch: ranks inside and past a width interleave unpredictably, and the past
-    ones land in the scratch."""
+    pass gathers their positions into ``sel`` (int32). Over those, the probe counts advance only when a rank
+    passes a probe (rare events; every other distance adds its total), and the ones at the top widths'
+    distances are gathered again to the front of ``sel`` (never ahead of the position being read). With scratch
+    cells ``tm[kt]``/``gn[kn]`` (rows one longer than the widths) the top stores take no branch: ranks inside
+    and past a width interleave unpredictably, and the past ones land in the scratch."""
     k1 = offa.shape[0]
     nprobe = probes.shape[0]
     spill = tm.shape[0] > kt and gn.shape[0] > kn
@@ -293,14 +273,14 @@ def _top_ranks(
         dif[d] = np.int64((p < nprobe and probes[p] < offa[d] + hist[d]) or d < xlim)
     mp = 0
     for b in range(nb):
-        selp[mp] = b
+        sel[mp] = b
         mp += dif[rec[b] & dmask]
     mt = 0
     for s in range(mp):
-        b = selp[s]
+        b = sel[s]
         v = rec[b]
         x = v & dmask
-        selt[mt] = b
+        sel[mt] = b
         mt += x < xlim
         rank = offa[x] + (v >> 40) + 1
         if rank > nxt[x]:
@@ -311,7 +291,7 @@ def _top_ranks(
             ptr[x] = p
             nxt[x] = probes[p] if p < nprobe else big
     for s in range(mt):
-        b = selt[s]
+        b = sel[s]
         v = rec[b]
         x = v & dmask
         rank = offa[x] + (v >> 40) + 1
@@ -381,8 +361,7 @@ def scan_kernel(
     for blk in prange(nblocks):
         rec = np.empty(n if order else 0, np.int64)
         grec = np.empty(n if order and graded and dbits == 16 else 0, np.int64)
-        selp = np.empty(n if order and tops else 0, np.int64)
-        selt = np.empty(n if order and tops else 0, np.int64)
+        sel = np.empty(n if order and tops else 0, np.int32)
         gsub = np.empty((4, ghist.shape[1]), np.int64)
         h = np.empty(2 * k1, np.int64)
         offa = np.empty(k1, np.int64)
@@ -430,7 +409,7 @@ def scan_kernel(
                 tm = term[i] if dense else tscr
                 gn = gain[i] if dense else gscr
                 _top_ranks(
-                    rec, grec, nb, dbits, offa, offr, hist[i], relh[i], probes, kt, kn, disc, gains, selp, selt, ptr,
+                    rec, grec, nb, dbits, offa, offr, hist[i], relh[i], probes, kt, kn, disc, gains, sel, ptr,
                     nxt, dif, pcnt[i], tm, gn,
                 )  # fmt: skip
                 if not dense:
