@@ -250,3 +250,19 @@ def test_grades_beside_the_distance_or_in_their_own_array(bits, classes):
     check(q, db, ql, dbl, topk=(10, 700), pn=[1, 20, 350, 700], ndcg_k=(5, 60, 700))
     shared = ql.astype(int) @ dbl.T.astype(int)
     assert (shared.max() > 32) == (classes >= 100)
+
+
+@pytest.mark.parametrize(("nq", "bits", "classes"), [(1, 24, 5), (7, 64, 30), (6, 200, 140)])
+def test_floor_kernels_count_every_pair(nq, bits, classes):
+    """Both floor kernels (one and two queries per database pass; an odd last query alone) give the histogram
+    of (distance, relevance) that the distances and label overlaps give directly."""
+    from cmh.metrics._kernel import pack_rows, run_floor
+
+    q, db, ql, dbl = make(nq, 300, bits, classes, seed=nq)
+    dist = (bits - q.astype(int) @ db.T.astype(int)) // 2
+    rel = (ql.astype(int) @ dbl.T.astype(int) > 0).astype(int)
+    want = np.zeros((nq, bits + 1, 2), np.int64)
+    np.add.at(want, (np.repeat(np.arange(nq), 300), dist.ravel(), rel.ravel()), 1)
+    packed = [pack_rows(x) for x in (q, db, ql, dbl)]
+    np.testing.assert_array_equal(run_floor(*packed, bits), want)
+    np.testing.assert_array_equal(run_floor(*packed, bits, pairs=True), want)
