@@ -48,7 +48,8 @@ def test_bench_floor(benchmark, data):
 
 @pytest.mark.skipif(SIZE == "tiny", reason="ratio targets are for the papers' sizes (CMH_BENCH_EVAL_SIZE)")
 def test_ratio_targets(data):
-    """Targets of issue 12, as ratios measured back to back: map <= 1.5x and all metrics <= 3x the floor kernel."""
+    """Targets of issue 12, as ratios measured back to back: map <= 1.5x and all metrics <= 3x the floor kernel
+    (the faster of its one- and two-queries-per-pass forms)."""
     import time
 
     from cmh.metrics._kernel import pack_rows, run_floor
@@ -64,6 +65,7 @@ def test_ratio_targets(data):
             times.append(time.perf_counter() - t0)
         return min(times)
 
-    floor = best(lambda: run_floor(*packed, data[0].shape[1]))
+    bits = data[0].shape[1]
+    floor = min(best(lambda: run_floor(*packed, bits)), best(lambda: run_floor(*packed, bits, pairs=True)))
     assert best(lambda: evaluate(*data, metrics=["map"])) <= 1.5 * floor
     assert best(lambda: evaluate(*data)) <= 3.0 * floor

@@ -41,7 +41,10 @@ def test_bench_eval_tiny(tmp_path):
     for r in rows:
         assert r["map_identical"] and r["ref_extrapolated"]
         assert {"map_vs_floor", "full_vs_floor", "ref_vs_map", "floor_s", "map1000_s", "load"} <= r.keys()
-        assert r["floor2_s"] > 0 and r["map_vs_floor2"] == r["map_s"] / r["floor2_s"]
+        assert (
+            r["floor_s"] == min(r["floor1_s"], r["floor2_s"])
+            and r["map_vs_floor"] == r["map_s"] / r["floor_s"]
+        )
 
 
 def test_bench_eval_rejects_bad_options(tmp_path):

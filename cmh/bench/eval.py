@@ -8,9 +8,10 @@ other in the same process (best of ``--repeat``), for every thread count of ``--
   ``--ref-queries`` queries and scaled linearly to all, as marked);
 - **map** / **full**: :func:`cmh.metrics.evaluate` with ``metrics=["map"]`` / every metric;
 - **floor**: the compiled floor kernel — popcount distance, relevance and one histogram per query, nothing else,
-  with the scan's own front end (one query per database pass), so ``map / floor`` is the cost of the exact
-  metrics alone; **floor 2q**: the same counts with two queries per database pass — a lower floor, which the
-  scan does not use yet (reported so that the ratios are not read as the distance to the best possible pass);
+  with the scan's front end — run with one (**1q**) and with two queries per database pass (**2q**, each word
+  loaded once for both; faster once the database leaves the core's cache); ``floor`` is the faster of the two,
+  so the ratios are against the best pass either way (the scan itself pairs queries past
+  :data:`cmh.metrics._kernel.PAIR_BYTES` of packed database);
 - **faiss**: faiss ``IndexBinaryFlat`` search of the k = 1,000 nearest (when faiss is installed) vs cmh ``map@1000``.
 
 Targets (ratios of one run): map ≤ 1.5× floor, full ≤ 3× floor, map@1000 faster than faiss k = 1,000. The machine
@@ -218,9 +219,12 @@ def bench_size(name: str, args: argparse.Namespace, threads: list[int]) -> list[
         cols["map1000_s"], _ = timed(["map@k"], (FAISS_K,))
         cols["map1000_cpu_s"] = _LAST_CPU[0]
         with numba_threads(t):
-            cols["floor_s"], _ = _best(lambda: run_floor(*packed, args.bits), args.repeat)
-            cols["floor_cpu_s"] = _LAST_CPU[0]
+            cols["floor1_s"], _ = _best(lambda: run_floor(*packed, args.bits), args.repeat)
+            cpu1 = _LAST_CPU[0]
             cols["floor2_s"], _ = _best(lambda: run_floor(*packed, args.bits, pairs=True), args.repeat)
+            cpu2 = _LAST_CPU[0]
+            # the faster floor kernel is the floor
+            cols["floor_s"], cols["floor_cpu_s"] = min((cols["floor1_s"], cpu1), (cols["floor2_s"], cpu2))
         if faiss_topk is not None:
             cols["faiss_s"], _ = _best(lambda t=t: faiss_topk(q, db, FAISS_K, num_threads=t), args.repeat)
             cols["faiss_cpu_s"] = _LAST_CPU[0]
@@ -238,7 +242,6 @@ def bench_size(name: str, args: argparse.Namespace, threads: list[int]) -> list[
             **cols,
             "map_vs_floor": cols["map_s"] / cols["floor_s"],
             "full_vs_floor": cols["full_s"] / cols["floor_s"],
-            "map_vs_floor2": cols["map_s"] / cols["floor2_s"],
             "map_vs_floor_cpu": cols["map_cpu_s"] / max(cols["floor_cpu_s"], 1e-9),
             "full_vs_floor_cpu": cols["full_cpu_s"] / max(cols["floor_cpu_s"], 1e-9),
             "ref_vs_map": t_ref / cols["map_s"],
@@ -303,11 +306,10 @@ def run(args: argparse.Namespace) -> int:
         "reference",
         "map",
         "full",
-        "floor",
+        "floor 1q",
+        "floor 2q",
         "map/floor",
         "full/floor",
-        "floor 2q",
-        "map/floor 2q",
         "ref/map",
         "ref/full",
         "faiss k=1000",
@@ -325,11 +327,10 @@ def run(args: argparse.Namespace) -> int:
             ref,
             f"{r['map_s']:.3f}",
             f"{r['full_s']:.3f}",
-            f"{r['floor_s']:.3f}",
+            f"{r['floor1_s']:.3f}",
+            f"{r['floor2_s']:.3f}",
             ratio(r["map_vs_floor"], TARGETS["map_floor"]) + f" ({r['map_vs_floor_cpu']:.2f}×)",
             ratio(r["full_vs_floor"], TARGETS["full_floor"]) + f" ({r['full_vs_floor_cpu']:.2f}×)",
-            f"{r['floor2_s']:.3f}",
-            f"{r['map_vs_floor2']:.2f}×",
             f"{r['ref_vs_map']:.0f}×",
             f"{r['ref_vs_full']:.0f}×",
             f"{r['faiss_s']:.3f}" if "faiss_s" in r else "—",
@@ -346,9 +347,8 @@ def run(args: argparse.Namespace) -> int:
     ]
     console.print(
         "reference = per-query NumPy loop for mAP (* = scaled from the first queries); map = evaluate(metrics=['map']); "
-        "full = every metric; floor = compiled popcount + relevance + histogram only (the scan's front end, one query "
-        "per database pass); floor 2q = the same with two queries per pass (a lower floor the scan does not use "
-        "yet; no target); faiss = IndexBinaryFlat "
+        "full = every metric; floor = compiled popcount + relevance + histogram only (the scan's front end) with one "
+        "(1q) or two (2q) queries per database pass, ratios against the faster; faiss = IndexBinaryFlat "
         "k = 1,000 vs cmh map@1000. Ratios in brackets: by CPU time (process_time) instead of wall time. Targets: map/floor ≤ 1.5×, full/floor ≤ 3×, faiss/map@1000 > 1×."
         + (f" Peak extra memory of evaluate(all): {'; '.join(mem)}." if mem else "")
     )
