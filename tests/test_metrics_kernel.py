@@ -268,15 +268,17 @@ def test_floor_kernels_count_every_pair(nq, bits, classes):
     np.testing.assert_array_equal(run_floor(*packed, bits, pairs=True), want)
 
 
-@pytest.mark.parametrize(("nq", "bits", "classes"), [(131, 64, 12), (130, 40, 150), (97, 16, 3)])
+@pytest.mark.parametrize(("nq", "bits", "classes"), [(131, 64, 12), (130, 140, 150), (97, 16, 3)])
 def test_two_queries_per_pass_give_the_same_outputs(monkeypatch, nq, bits, classes):
-    """Databases past PAIR_BYTES are scanned two queries per pass (forced here with PAIR_BYTES = 0; more than 64
-    queries, so that the kernel's 64 blocks hold pairs, odd blocks included; grades beside the distance or in
-    their own array): every metric is the same, bit for bit."""
+    """Databases past PAIR_BYTES are scanned two queries per pass unless NDCG needs grades (forced here with
+    PAIR_BYTES = 0; more than 64 queries, so that the kernel's 64 blocks hold pairs, odd blocks included): every
+    metric is the same, bit for bit, with and without NDCG in the set."""
     from cmh.metrics import _kernel
 
     q, db, ql, dbl = make(nq, 600, bits, classes, seed=nq + bits, density=0.3)
     kw = dict(topk=(7, 300), pn_grid=[1, 40, 450, 600], ndcg_k=(5, 90), return_per_query=True)
-    one = evaluate(q, db, ql, dbl, **kw)
+    ungraded = ["map", "map@k", "p_at_n", "map_tie_avg", "pr_radius", "p_r2"]
+    one, one_ungraded = evaluate(q, db, ql, dbl, **kw), evaluate(q, db, ql, dbl, metrics=ungraded, **kw)
     monkeypatch.setattr(_kernel, "PAIR_BYTES", 0)
+    assert_same(evaluate(q, db, ql, dbl, metrics=ungraded, **kw), one_ungraded, tol=0.0)
     assert_same(evaluate(q, db, ql, dbl, **kw), one, tol=0.0)

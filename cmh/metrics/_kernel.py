@@ -42,9 +42,9 @@ MAX_ROWS = (1 << 23) - 1
 #: ranks below this use the one-lookup AP loop (rank and hits fields of one word); larger ranks (sharded
 #: evaluations of more than 8 million items) take the two-lookup loop
 PACK_LIMIT = 1 << 23
-#: databases whose packed rows (codes and labels) take more than this are scanned two queries per pass: out of
-#: the core's cache, each word loaded serves both (1.1-1.2x faster at NUS-WIDE size); in cache, the single pass
-#: is as fast or faster (MIRFLICKR, COCO sizes on a 2 MiB-L2 core)
+#: databases whose packed rows (codes and labels) take more than this are scanned two queries per pass when no
+#: grades are counted (:func:`_pairs`): out of the core's cache, each word loaded serves both (1.1-1.2x faster at
+#: NUS-WIDE size); in cache, the single pass is as fast or faster (MIRFLICKR, COCO sizes on a 2 MiB-L2 core)
 PAIR_BYTES = 2 << 20
 _A_ONE = 1 << 40  # one item in the ``a`` field of h[d]
 _R_ONE = 1 << 16  # one relevant item in the ``r`` field
@@ -164,11 +164,9 @@ def _scan_records(
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _scan_records_pair(
-    qc, dbf, ql, dblf, i, k, n, wm, lm, graded, dbits, rec, grec, h, rec2, grec2, h2
-):  # pragma: no cover - compiled
-    """:func:`_scan_records` of queries ``i`` and ``k`` in one pass over the database (each database word serves
-    both while it is in a register); returns their record counts."""
+def _scan_records_pair(qc, dbf, ql, dblf, i, k, n, wm, lm, rec, h, rec2, h2):  # pragma: no cover - compiled
+    """:func:`_scan_records` of queries ``i`` and ``k`` in one pass over the database, without grades (each
+    database word serves both queries while it is in a register); returns their record counts."""
     a0, a1 = _row_words(qc, i)
     la0, la1 = _row_words(ql, i)
     b0, b1 = _row_words(qc, k)
@@ -178,30 +176,13 @@ def _scan_records_pair(
         h2[d] = d
     nb = 0
     nb2 = 0
-    if not graded:
-        for j in range(n):
-            xa = _distance(a0, a1, qc, i, dbf, j, wm)
-            xb = _distance(b0, b1, qc, k, dbf, j, wm)
-            ga = _grade(la0, la1, ql, i, dblf, j, lm, False)
-            gb = _grade(lb0, lb1, ql, k, dblf, j, lm, False)
-            nb = _record(h, rec, grec, nb, xa, ga, 0, dbits)
-            nb2 = _record(h2, rec2, grec2, nb2, xb, gb, 0, dbits)
-    elif dbits < 16:
-        for j in range(n):
-            xa = _distance(a0, a1, qc, i, dbf, j, wm)
-            xb = _distance(b0, b1, qc, k, dbf, j, wm)
-            ga = _grade(la0, la1, ql, i, dblf, j, lm, True)
-            gb = _grade(lb0, lb1, ql, k, dblf, j, lm, True)
-            nb = _record(h, rec, grec, nb, xa, ga, 1, dbits)
-            nb2 = _record(h2, rec2, grec2, nb2, xb, gb, 1, dbits)
-    else:
-        for j in range(n):
-            xa = _distance(a0, a1, qc, i, dbf, j, wm)
-            xb = _distance(b0, b1, qc, k, dbf, j, wm)
-            ga = _grade(la0, la1, ql, i, dblf, j, lm, True)
-            gb = _grade(lb0, lb1, ql, k, dblf, j, lm, True)
-            nb = _record(h, rec, grec, nb, xa, ga, 2, dbits)
-            nb2 = _record(h2, rec2, grec2, nb2, xb, gb, 2, dbits)
+    for j in range(n):
+        xa = _distance(a0, a1, qc, i, dbf, j, wm)
+        xb = _distance(b0, b1, qc, k, dbf, j, wm)
+        ga = _grade(la0, la1, ql, i, dblf, j, lm, False)
+        gb = _grade(lb0, lb1, ql, k, dblf, j, lm, False)
+        nb = _record(h, rec, rec, nb, xa, ga, 0, 0)
+        nb2 = _record(h2, rec2, rec2, nb2, xb, gb, 0, 0)
     return nb, nb2
 
 
@@ -410,8 +391,7 @@ def scan_kernel(
     for blk in prange(nblocks):
         rec = np.empty(n if order else 0, np.int64)
         grec = np.empty(n if order and graded and dbits == 16 else 0, np.int64)
-        rec2 = np.empty(n if order and pairs else 0, np.int64)  # the second query of a pair
-        grec2 = np.empty(n if order and pairs and graded and dbits == 16 else 0, np.int64)
+        rec2 = np.empty(n if order and pairs else 0, np.int64)  # the second query of a pair (never graded)
         h2 = np.empty(2 * k1, np.int64)
         sel = np.empty(n if order and tops else 0, np.int32)
         gsub = np.empty((4, ghist.shape[1]), np.int64)
@@ -438,16 +418,14 @@ def scan_kernel(
         for i in range(i0, i1, step):  # pairs: two queries per pass over the database; an odd last one alone
             nb2 = 0
             if pairs and i + 1 < i1:
-                nb, nb2 = _scan_records_pair(
-                    qc, dbf, ql, dblf, i, i + 1, n, wm, lm, graded, dbits, rec, grec, h, rec2, grec2, h2
-                )
+                nb, nb2 = _scan_records_pair(qc, dbf, ql, dblf, i, i + 1, n, wm, lm, rec, h, rec2, h2)
             else:
                 nb = _scan_records(qc, dbf, ql, dblf, i, n, wm, lm, graded, dbits, rec, grec, h)
             for k in range(i, min(i + step, i1)):
                 if k == i:
                     nbk, reck, greck, hk = nb, rec, grec, h
                 else:
-                    nbk, reck, greck, hk = nb2, rec2, grec2, h2
+                    nbk, reck, greck, hk = nb2, rec2, grec, h2
                 _finish_query(
                     k, nbk, reck, greck, hk, n, ql, graded, need_ap, given, off_all, off_rel, probes, tks, nks, kt,
                     kn, dense, tops, disc, gains, pack_limit, dbits, hist, relh, ghist, apfix, pcnt, term, gain,
@@ -621,11 +599,17 @@ def run_scan(
         scan_kernel(
             qc, _flat(dbc), ql, _flat(dbl), wm, lm, graded, order, need_ap, off_all, off_rel, probes,
             tks if order else tks[:0], nks if order else nks[:0], disc, gains, PACK_LIMIT,
-            record_layout(bits, nclass if graded else 1), dbc.nbytes + dbl.nbytes > PAIR_BYTES, *out.values(),
+            record_layout(bits, nclass if graded else 1), _pairs(dbc, dbl, graded), *out.values(),
         )  # fmt: skip
     for key in ("term", "gain") if not dense else ("term_at", "gain_at"):
         del out[key]
     return out
+
+
+def _pairs(dbc: np.ndarray, dbl: np.ndarray, graded: bool) -> bool:
+    """Scan two queries per pass: past :data:`PAIR_BYTES` of packed database and without grades (the grade's
+    popcount, twice per item, makes the paired loop compute-bound, and measured slower, at NUS-WIDE size)."""
+    return not graded and dbc.nbytes + dbl.nbytes > PAIR_BYTES
 
 
 def _flat(a: np.ndarray) -> np.ndarray:
