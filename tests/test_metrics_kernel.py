@@ -282,3 +282,5 @@ def test_two_queries_per_pass_give_the_same_outputs(monkeypatch, nq, bits, class
     monkeypatch.setattr(_kernel, "PAIR_BYTES", 0)
     assert_same(evaluate(q, db, ql, dbl, metrics=ungraded, **kw), one_ungraded, tol=0.0)
     assert_same(evaluate(q, db, ql, dbl, **kw), one, tol=0.0)
+    monkeypatch.setattr(_kernel, "_pairs", lambda *_: True)  # the paired loops with grades too
+    assert_same(evaluate(q, db, ql, dbl, **kw), one, tol=0.0)
