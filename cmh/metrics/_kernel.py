@@ -163,6 +163,19 @@ def _scan_records(
     return nb
 
 
+@njit(inline="always")
+def _pair_item(ctx, i, k, j, qw, lw, wm, lm, graded, mode, dbits, arrs, nb, nb2):
+    """Item ``j`` for both queries of :func:`_scan_records_pair`: ``ctx`` = (qc, ql, dbf, dblf), ``qw``/``lw`` their
+    first code and label words, ``arrs`` = (h, rec, grec, h2, rec2, grec2); returns the two record counts."""
+    qc, ql, dbf, dblf = ctx
+    h, rec, grec, h2, rec2, grec2 = arrs
+    xa = _distance(qw[0], qw[1], qc, i, dbf, j, wm)
+    xb = _distance(qw[2], qw[3], qc, k, dbf, j, wm)
+    ga = _grade(lw[0], lw[1], ql, i, dblf, j, lm, graded)
+    gb = _grade(lw[2], lw[3], ql, k, dblf, j, lm, graded)
+    return _record(h, rec, grec, nb, xa, ga, mode, dbits), _record(h2, rec2, grec2, nb2, xb, gb, mode, dbits)
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def _scan_records_pair(
     qc, dbf, ql, dblf, i, k, n, wm, lm, graded, dbits, rec, grec, h, rec2, grec2, h2
@@ -180,30 +193,19 @@ def _scan_records_pair(
         h2[d] = d
     nb = 0
     nb2 = 0
-    if not graded:
+    qw = (a0, a1, b0, b1)
+    lw = (la0, la1, lb0, lb1)
+    ctx = (qc, ql, dbf, dblf)
+    arrs = (h, rec, grec, h2, rec2, grec2)
+    if not graded:  # three copies of the loop, each with its branches resolved at compile time
         for j in range(n):
-            xa = _distance(a0, a1, qc, i, dbf, j, wm)
-            xb = _distance(b0, b1, qc, k, dbf, j, wm)
-            ga = _grade(la0, la1, ql, i, dblf, j, lm, False)
-            gb = _grade(lb0, lb1, ql, k, dblf, j, lm, False)
-            nb = _record(h, rec, grec, nb, xa, ga, 0, dbits)
-            nb2 = _record(h2, rec2, grec2, nb2, xb, gb, 0, dbits)
+            nb, nb2 = _pair_item(ctx, i, k, j, qw, lw, wm, lm, False, 0, dbits, arrs, nb, nb2)
     elif dbits < 16:
         for j in range(n):
-            xa = _distance(a0, a1, qc, i, dbf, j, wm)
-            xb = _distance(b0, b1, qc, k, dbf, j, wm)
-            ga = _grade(la0, la1, ql, i, dblf, j, lm, True)
-            gb = _grade(lb0, lb1, ql, k, dblf, j, lm, True)
-            nb = _record(h, rec, grec, nb, xa, ga, 1, dbits)
-            nb2 = _record(h2, rec2, grec2, nb2, xb, gb, 1, dbits)
+            nb, nb2 = _pair_item(ctx, i, k, j, qw, lw, wm, lm, True, 1, dbits, arrs, nb, nb2)
     else:
         for j in range(n):
-            xa = _distance(a0, a1, qc, i, dbf, j, wm)
-            xb = _distance(b0, b1, qc, k, dbf, j, wm)
-            ga = _grade(la0, la1, ql, i, dblf, j, lm, True)
-            gb = _grade(lb0, lb1, ql, k, dblf, j, lm, True)
-            nb = _record(h, rec, grec, nb, xa, ga, 2, dbits)
-            nb2 = _record(h2, rec2, grec2, nb2, xb, gb, 2, dbits)
+            nb, nb2 = _pair_item(ctx, i, k, j, qw, lw, wm, lm, True, 2, dbits, arrs, nb, nb2)
     return nb, nb2
 
 
