@@ -47,7 +47,6 @@ PACK_LIMIT = 1 << 23
 #: NUS-WIDE size); in cache, the single pass is as fast or faster (MIRFLICKR, COCO sizes on a 2 MiB-L2 core)
 PAIR_BYTES = 2 << 20
 _A_ONE = 1 << 40  # one item in the ``a`` field of h[d]
-_R_ONE = 1 << 16  # one relevant item in the ``r`` field
 _R_MASK = (1 << 24) - 1
 
 
@@ -372,16 +371,17 @@ def _top_ranks(
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _sums_at(row, ks, out):  # pragma: no cover - compiled
-    """``out[c]`` = sum of ``row``'s first ``ks[c]`` entries (sequential, in rank order; ks sorted, <= the row
-    length); ``row`` is zeroed for the next query."""
+    """``out[c]`` = sum of ``row``'s first ``ks[c]`` entries (sequential, in rank order; ks sorted, clipped to
+    the row length). The one summation order of the top-k sums: the kernel's scratch rows and
+    :func:`prefix_at`'s merged shard rows both go through it, so they agree bit for bit."""
     s = 0.0
     p = 0
     for c in range(ks.shape[0]):
-        while p < ks[c]:
+        end = min(ks[c], row.shape[0])
+        while p < end:
             s += row[p]
             p += 1
         out[c] = s
-    row[:] = 0.0
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -499,6 +499,8 @@ def _finish_query(
         if not dense:
             _sums_at(tscr, tks, term_at[i])
             _sums_at(gscr, nks, gain_at[i])
+            tscr[:] = 0.0  # for the next query
+            gscr[:] = 0.0
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -567,7 +569,7 @@ def normalise_fixed(apfix: np.ndarray) -> np.ndarray:
     """Carry the fractional words (units of 2^-52) of summed fixed-point AP numerators into the integer part."""
     out = apfix.copy()
     out[:, 0] += out[:, 1] >> 52
-    out[:, 1] &= (1 << 52) - 1
+    out[:, 1] &= _FIX_MASK
     return out
 
 
@@ -694,17 +696,9 @@ def run_floor(
 def prefix_at(arr, ks):  # pragma: no cover - compiled
     """(nq, len(ks)) sums of each row's first k entries (sequential, in rank order), for the sorted ks <= the
     row length; rows in parallel."""
-    nq, width = arr.shape
-    out = np.zeros((nq, ks.shape[0]))
-    for i in prange(nq):
-        s = 0.0
-        p = 0
-        for c in range(ks.shape[0]):
-            end = min(ks[c], width)
-            while p < end:
-                s += arr[i, p]
-                p += 1
-            out[i, c] = s
+    out = np.zeros((arr.shape[0], ks.shape[0]))
+    for i in prange(arr.shape[0]):
+        _sums_at(arr[i], ks, out[i])
     return out
 
 
