@@ -694,6 +694,11 @@ CASES: list[tuple[str, Callable[[Files], list[str]], tuple[str, ...]]] = [
         ("--top", "positive"),
     ),
     (
+        "search-device-foo",
+        lambda f: ["search", "--model", f.model(), "--text", "a dog", "--device", "tpu"],
+        ("--device", "'tpu'"),
+    ),
+    (
         "search-show-under-a-file",
         lambda f: ["search", "--model", f.model(), "--text", "a dog", "--show", f.file() + "/q.png"],
         ("--show", "is a file, not a folder"),

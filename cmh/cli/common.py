@@ -129,10 +129,14 @@ def load_dataset_from_args(args: argparse.Namespace) -> Any:
     return load_dataset(args.dataset, args.data, split_seed=args.split_seed, **extra)
 
 
-def add_device_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--device", type=device_arg, default="auto", help="auto (GPU when present), cpu, cuda, cuda:1, ..."
+def add_device_argument(p: argparse.ArgumentParser, default: str = "auto") -> None:
+    """``--device``, checked by :func:`device_arg` as the parser reads it (an absent GPU is a one-line error)."""
+    first = (
+        "auto (GPU when present), cpu"
+        if default == "auto"
+        else f"{default} (default), auto (GPU when present)"
     )
+    p.add_argument("--device", type=device_arg, default=default, help=f"{first}, cuda, cuda:1, ...")
 
 
 def require(condition: bool, message: str) -> None:

@@ -9,7 +9,7 @@ import argparse
 import os
 from pathlib import Path
 
-from cmh.cli.common import check_writable_file, device_arg, seed_arg
+from cmh.cli.common import add_device_argument, check_writable_file, seed_arg
 
 
 def _default_coco_mini() -> str:
@@ -59,9 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="image-decoding processes (default min(4, CPU count); 0 = in the main process)",
     )
-    pi.add_argument(
-        "--device", type=device_arg, default="auto", help="auto (GPU when present), cpu, cuda, cuda:1, ..."
-    )
+    add_device_argument(pi)
     pi.add_argument("--fp32", action="store_true", help="float32 on the GPU too (default there: float16)")
     pi.add_argument("--chunk-size", type=int, default=1024, help="rows per resumable chunk (default 1024)")
     pi.add_argument(
@@ -120,7 +118,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     pc.add_argument("--split-seed", type=seed_arg, default=0)
     pc.add_argument("--batch-size", type=int, default=32)
     pc.add_argument("--workers", type=int, default=None)
-    pc.add_argument("--device", type=device_arg, default="auto")
+    add_device_argument(pc)
     pc.add_argument("--quiet", action="store_true")
     pc.set_defaults(func=_run_coco_mini)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])

@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from cmh.cli.common import check_writable_file
+from cmh.cli.common import add_device_argument, check_writable_file
 from cmh.errors import CMHError
 
 
@@ -50,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="ignore query words outside the vocabulary instead of failing",
     )
     p.add_argument("--weights", metavar="PATH", help="backbone weights for --image (cnn-f/vgg19 models)")
-    p.add_argument("--device", default="cpu", help="cpu (default), cuda, auto")
+    add_device_argument(p, default="cpu")
     p.set_defaults(func=search_command)
 
 
