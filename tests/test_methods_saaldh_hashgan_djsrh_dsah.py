@@ -138,7 +138,7 @@ def test_hashgan_adversarial_directions(synthetic_small):
     """A discriminator step lowers its similarity loss on foreground and background; a generator step raises
     the background loss (the discriminator cannot preserve similarities there), on the same batch."""
     m, x_i, x_t, s = _hashgan_batch(synthetic_small)
-    nets, opts = m.nets, m.optims
+    nets = m.nets
 
     def losses():
         with torch.no_grad():
@@ -146,21 +146,13 @@ def test_hashgan_adversarial_directions(synthetic_small):
 
     fg0, bg0 = losses()
     for _ in range(3):
-        d = m.discriminator_loss(nets["img"](x_i), nets["txt"](x_t), s)
-        opts["disc"].zero_grad()
-        opts["gen"].zero_grad()
-        d.backward()
-        opts["disc"].step()
+        m.update(m.discriminator_loss(nets["img"](x_i), nets["txt"](x_t), s), "disc")
     fg1, bg1 = losses()
     assert float(fg1) < float(fg0) and float(bg1) < float(bg0)
     gen_before = [p.detach().clone() for p in nets["img"].generator.parameters()]
     hash_before = nets["img"].hash.weight.detach().clone()
     for _ in range(3):
-        g = m.generator_loss(nets["img"](x_i), nets["txt"](x_t), s)
-        opts["gen"].zero_grad()
-        opts["disc"].zero_grad()
-        g.backward()
-        opts["gen"].step()
+        m.update(m.generator_loss(nets["img"](x_i), nets["txt"](x_t), s), "gen")
     _, bg2 = losses()
     assert float(bg2) > float(bg1)
     torch.testing.assert_close(nets["img"].hash.weight, hash_before)  # the generator moves only the masks

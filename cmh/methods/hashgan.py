@@ -160,8 +160,16 @@ class HashGAN(DeepHashMethod):
         area = 0.5 * (out_i[1].float().mean() + out_t[1].float().mean())
         return -j_bg + self.cfg.rho * area
 
+    def update(self, loss: torch.Tensor, player: str) -> None:
+        """One step of ``player`` (``"disc"`` or ``"gen"``) down ``loss``: each loss reaches both players'
+        parameters, so both optimizers' gradients are cleared first and only ``player``'s optimizer steps."""
+        for opt in self.optims.values():
+            opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optims[player].step()
+
     def _train_epoch(self, epoch: int, ctx: EpochContext) -> None:
-        data, nets, opts = ctx.data, self.nets, self.optims
+        data, nets = ctx.data, self.nets
         for idx in ctx.batches():
             labels = data.labels[idx]
             s = (labels @ labels.T > 0).float()
@@ -170,18 +178,12 @@ class HashGAN(DeepHashMethod):
             with ctx.autocast():
                 out_i, out_t = nets["img"](x_i), nets["txt"](x_t)
             d_loss = self.discriminator_loss(out_i, out_t, s)
-            opts["disc"].zero_grad(set_to_none=True)
-            opts["gen"].zero_grad(set_to_none=True)
-            d_loss.backward()
-            opts["disc"].step()
+            self.update(d_loss, "disc")
             ctx.log("disc", d_loss)
             # generator step: make the background useless for similarity preservation
             with ctx.autocast():
                 out_i, out_t = nets["img"](x_i), nets["txt"](x_t)
             g_loss = self.generator_loss(out_i, out_t, s)
-            opts["gen"].zero_grad(set_to_none=True)
-            opts["disc"].zero_grad(set_to_none=True)
-            g_loss.backward()
-            opts["gen"].step()
+            self.update(g_loss, "gen")
             ctx.log("gen", g_loss)
             ctx.log("mask", 0.5 * (out_i[1].detach().float().mean() + out_t[1].detach().float().mean()))
