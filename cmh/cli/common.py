@@ -137,8 +137,3 @@ def add_device_argument(p: argparse.ArgumentParser, default: str = "auto") -> No
         else f"{default} (default), auto (GPU when present)"
     )
     p.add_argument("--device", type=device_arg, default=default, help=f"{first}, cuda, cuda:1, ...")
-
-
-def require(condition: bool, message: str) -> None:
-    if not condition:
-        raise CMHError(message)
