@@ -178,6 +178,11 @@ def _run_tiny(*extra: str) -> Callable[[Files], list[str]]:
     return lambda f: ["run", "cvh", "--data", f.npz(), "--bits", "16", "--out", str(f.out), *extra]
 
 
+def _run_set(method: str, setting: str) -> Callable[[Files], list[str]]:
+    """``cmh run METHOD --set SETTING`` on the small valid dataset."""
+    return lambda f: ["run", method, "--data", f.npz(), "--set", setting, "--out", str(f.out)]
+
+
 def _spec_with_mat_labels(f: Files) -> str:
     """A YAML spec whose labels entry names a variable the .mat file does not hold."""
     f.mat_v5("lab.mat", foo=np.ones((2, 2)))
@@ -399,41 +404,17 @@ CASES: list[tuple[str, Callable[[Files], list[str]], tuple[str, ...]]] = [
     ("eval-device-foo", lambda f: ["eval", "--codes", f.codes(), "--device", "tpu"], ("--device", "'tpu'")),
     # -- out-of-range method options (typed configs) ------------------------------------------------
     ("reg-negative", _run_tiny("--set", "reg=-5"), ("'reg'", ">= 0", "--set reg=0.0001")),
-    (
-        "ssah-lr-negative",
-        lambda f: ["run", "ssah", "--data", f.npz(), "--set", "lr=-5", "--out", str(f.out)],
-        ("'lr'", "> 0"),
-    ),
-    (
-        "lr-nan",
-        lambda f: ["run", "dcmh", "--data", f.npz(), "--set", "lr=nan", "--out", str(f.out)],
-        ("'lr'", "finite number", "--set lr="),
-    ),
-    (
-        "lr-inf",
-        lambda f: ["run", "ssah", "--data", f.npz(), "--set", "lr_txt=inf", "--out", str(f.out)],
-        ("'lr_txt'", "finite number"),
-    ),
-    (
-        "batch-size-zero",
-        lambda f: ["run", "ssah", "--data", f.npz(), "--set", "batch_size=0", "--out", str(f.out)],
-        ("'batch_size'", ">= 1", "--set batch_size=128"),
-    ),
-    (
-        "epochs-overflow",
-        lambda f: ["run", "ssah", "--data", f.npz(), "--set", "epochs=1e400", "--out", str(f.out)],
-        ("'epochs'", "expected int"),
-    ),
+    ("ssah-lr-negative", _run_set("ssah", "lr=-5"), ("'lr'", "> 0")),
+    ("lr-nan", _run_set("dcmh", "lr=nan"), ("'lr'", "finite number", "--set lr=")),
+    ("lr-inf", _run_set("ssah", "lr_txt=inf"), ("'lr_txt'", "finite number")),
+    ("batch-size-zero", _run_set("ssah", "batch_size=0"), ("'batch_size'", ">= 1", "--set batch_size=128")),
+    ("epochs-overflow", _run_set("ssah", "epochs=1e400"), ("'epochs'", "expected int")),
     (
         "fraction-above-one",
-        lambda f: ["run", "cmssh", "--data", f.npz(), "--set", "positive_fraction=1.5", "--out", str(f.out)],
+        _run_set("cmssh", "positive_fraction=1.5"),
         ("'positive_fraction'", "from 0 to 1"),
     ),
-    (
-        "iters-zero",
-        lambda f: ["run", "seph-rnd", "--data", f.npz(), "--set", "kl_iters=0", "--out", str(f.out)],
-        ("'kl_iters'", ">= 1"),
-    ),
+    ("iters-zero", _run_set("seph-rnd", "kl_iters=0"), ("'kl_iters'", ">= 1")),
     # -- `cmh eval` codes ---------------------------------------------------------------------------
     (
         "eval-codes-nan",
