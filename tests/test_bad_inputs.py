@@ -183,6 +183,21 @@ def _run_set(method: str, setting: str) -> Callable[[Files], list[str]]:
     return lambda f: ["run", method, "--data", f.npz(), "--set", setting, "--out", str(f.out)]
 
 
+def _image_npy(f: Files) -> str:
+    """The small dataset's image features as ``feat.npy``."""
+    return f.npy("feat.npy", _arrays()["image"])
+
+
+def _encode(
+    *extra: str,
+    model: Callable[[Files], str] = Files.model,
+    features: Callable[[Files], str] = _image_npy,
+    out: Callable[[Files], str] = lambda f: str(f.out),
+) -> Callable[[Files], list[str]]:
+    """``cmh encode`` of the image features with a saved model into ``--out``, each part replaceable."""
+    return lambda f: ["encode", "--model", model(f), "--features", features(f), "--out", out(f), *extra]
+
+
 def _spec_with_mat_labels(f: Files) -> str:
     """A YAML spec whose labels entry names a variable the .mat file does not hold."""
     f.mat_v5("lab.mat", foo=np.ones((2, 2)))
@@ -686,56 +701,18 @@ CASES: list[tuple[str, Callable[[Files], list[str]], tuple[str, ...]]] = [
     ),
     (
         "encode-features-truncated",
-        lambda f: [
-            "encode",
-            "--model",
-            f.model(),
-            "--features",
-            str(_cut(Path(f.npy("feat.npy", _arrays()["image"])))),
-            "--out",
-            str(f.out),
-        ],
+        _encode(features=lambda f: str(_cut(Path(_image_npy(f))))),
         ("feat.npy", "truncated or corrupt"),
     ),
     (
         "encode-model-truncated",
-        lambda f: [
-            "encode",
-            "--model",
-            str(_cut(Path(f.model()))),
-            "--features",
-            f.npy("feat.npy", _arrays()["image"]),
-            "--out",
-            str(f.out),
-        ],
+        _encode(model=lambda f: str(_cut(Path(f.model())))),
         ("m.pt", "cannot read", "--save-model"),
     ),
-    (
-        "encode-shard-size-zero",
-        lambda f: [
-            "encode",
-            "--model",
-            f.model(),
-            "--features",
-            f.npy("feat.npy", _arrays()["image"]),
-            "--out",
-            str(f.out),
-            "--shard-size",
-            "0",
-        ],
-        ("--shard-size", "positive"),
-    ),
+    ("encode-shard-size-zero", _encode("--shard-size", "0"), ("--shard-size", "positive")),
     (
         "encode-out-under-a-file",
-        lambda f: [
-            "encode",
-            "--model",
-            f.model(),
-            "--features",
-            f.npy("feat.npy", _arrays()["image"]),
-            "--out",
-            f.file() + "/shards",
-        ],
+        _encode(out=lambda f: f.file() + "/shards"),
         ("--out", "is a file, not a folder"),
     ),
     (
