@@ -9,7 +9,9 @@ costs the floor's work plus one store. After the scan, with ``B_d`` = items at d
 relevant items at distances < d, the stable rank (ties by index) of a relevant item and the hits at it are
 ``rank = B_d + a + 1`` and ``hits = RB_d + r + 1``: AP·R = Σ hits / rank (docs/design.md's sort-free stable
 mAP; no sort anywhere). The AP loop is one vectorised pass over the records (one table lookup ``T[d]`` that adds
-both offsets to the record, one division), separate from the rare-event loop of the top-k metrics.
+both offsets to the record, one division). The top-k metrics need the records in rank order, which is (distance,
+index) order: one scatter puts the r-th relevant item at distance d at position RB_d + r (the record holds r), so
+P@n is a binary search and the top ranks are the first records — still no sort.
 
 Sharding: ``B_d`` and ``RB_d`` can be passed in (per query and distance) — all items at smaller distances in every
 shard plus those at distance d in earlier shards — so a shard's relevant items get their *global* ranks, and every
@@ -294,79 +296,57 @@ def _ap_sum(rec, nb, offa, offr, n, pack_limit, dmask, tab, tab2):  # pragma: no
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _top_ranks(
-    rec, grec, nb, dbits, offa, offr, hist, relh, probes, kt, kn, disc, gains, sel, ptr, nxt, dif, pc, tm, gn
-):  # pragma: no cover - compiled
-    """The top-k outputs of one query from its records: adds to the probe counts ``pc``, stores the terms ``tm``
-    and gains ``gn`` (``gains[g]`` = 2^g - 1 times the discount ``disc``) of ranks <= ``kt`` / ``kn``.
-
-    Only records at distances that straddle a probe or start within the top widths matter; one branch-free
-    pass gathers their positions into ``sel`` (int32). Over those, the probe counts advance only when a rank
-    passes a probe (rare events; every other distance adds its total), and the ones at the top widths'
-    distances are gathered again to the front of ``sel`` (never ahead of the position being read). With scratch
-    cells ``tm[kt]``/``gn[kn]`` (rows one longer than the widths) the top stores take no branch: ranks inside
-    and past a width interleave unpredictably, and the past ones land in the scratch."""
-    k1 = offa.shape[0]
-    nprobe = probes.shape[0]
-    spill = tm.shape[0] > kt and gn.shape[0] > kn
+def _rank_order(rec, grec, nb, dbits, loc, srt, sgr):  # pragma: no cover - compiled
+    """Copy the records ``rec[:nb]`` into ``srt[:nb]`` in rank order: the record of the r-th relevant item at
+    distance d (``r`` is in the record) goes to ``loc[d] + r``, ``loc`` = this scan's relevant items at smaller
+    distances. Position = (distance, index) order = ascending rank, with no sort (one scatter, no chain); the
+    grades of ``grec`` follow to ``sgr`` when they have their own array (``dbits`` = 16)."""
     dmask = (1 << dbits) - 1
-    big = np.int64(1) << 62
-    # probe p's count (relevant items with rank <= probes[p]) = Σ_d of the relevant items at d seen when d's
-    # ranks pass probes[p], plus d's total for the probes it never passes
-    xlim = 0  # distances below xlim start within the top widths (B_d is non-decreasing in d)
-    for d in range(k1):
-        p = np.searchsorted(probes, offa[d] + 1)
-        ptr[d] = p
-        nxt[d] = probes[p] if p < nprobe else big
-        if offa[d] < max(kt, kn):
-            xlim = d + 1
-        # wanted: a probe strictly inside d's ranks, or ranks that start within the top widths
-        dif[d] = np.int64((p < nprobe and probes[p] < offa[d] + hist[d]) or d < xlim)
-    mp = 0
+    graded = sgr.shape[0] > 0
     for b in range(nb):
-        sel[mp] = b
-        mp += dif[rec[b] & dmask]
-    mt = 0
-    for s in range(mp):
-        b = sel[s]
         v = rec[b]
+        pos = loc[v & dmask] + ((v >> 16) & _R_MASK)
+        srt[pos] = v
+        if graded:
+            sgr[pos] = grec[b]
+
+
+@njit(inline="always")
+def _sorted_rank(srt, pos, offa, dmask):
+    """Rank (1-based, stable) of the relevant item at position ``pos`` of :func:`_rank_order`'s ``srt``."""
+    v = srt[pos]
+    return offa[v & dmask] + (v >> 40) + 1
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _top_ranks(srt, sgr, nb, dbits, offa, offr, probes, kt, kn, disc, gains, pc, tm, gn):  # pragma: no cover
+    """The top-k outputs of one query from its records in rank order (:func:`_rank_order`): adds to the probe
+    counts ``pc`` (relevant items with rank <= ``probes[p]``: a binary search, ranks ascend with the position)
+    and stores the terms hits/rank in ``tm`` and the gains ``gains[g]`` times the discount ``disc`` in ``gn`` at
+    position rank - 1 for ranks <= ``kt`` / ``kn`` (one pass over the first relevant items only)."""
+    dmask = (1 << dbits) - 1
+    lo = 0
+    for p in range(probes.shape[0]):  # probes ascend, so the counts do: each search starts at the last count
+        hi = nb
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if _sorted_rank(srt, mid, offa, dmask) <= probes[p]:
+                lo = mid + 1
+            else:
+                hi = mid
+        pc[p] += lo
+    top = max(kt, kn)
+    for pos in range(nb):
+        v = srt[pos]
         x = v & dmask
-        sel[mt] = b
-        mt += x < xlim
         rank = offa[x] + (v >> 40) + 1
-        if rank > nxt[x]:
-            p = ptr[x]
-            while p < nprobe and probes[p] < rank:
-                pc[p] += (v >> 16) & _R_MASK
-                p += 1
-            ptr[x] = p
-            nxt[x] = probes[p] if p < nprobe else big
-    for s in range(mt):
-        b = sel[s]
-        v = rec[b]
-        x = v & dmask
-        rank = offa[x] + (v >> 40) + 1
-        t = np.float64(offr[x] + ((v >> 16) & _R_MASK) + 1) / np.float64(rank)
-        if spill:
-            if kt > 0:
-                tm[min(rank, kt + 1) - 1] = t
-            if kn > 0:
-                c = min(rank, kn + 1) - 1
-                gn[c] = gains[_record_grade(rec, grec, b, dbits)] * disc[c]
-        else:
-            if rank <= kt:
-                tm[rank - 1] = t
-            if rank <= kn:
-                gn[rank - 1] = gains[_record_grade(rec, grec, b, dbits)] * disc[rank - 1]
-    for p in range(nprobe):
-        dif[p] = 0
-    for d in range(k1):
-        if ptr[d] < nprobe:
-            dif[ptr[d]] += relh[d]
-    run = 0
-    for p in range(nprobe):  # d's total counts for every probe from the first it never passed
-        run += dif[p]
-        pc[p] += run
+        if rank > top:
+            break
+        if rank <= kt:
+            tm[rank - 1] = np.float64(offr[x] + ((v >> 16) & _R_MASK) + 1) / np.float64(rank)
+        if rank <= kn:
+            g = sgr[pos] if dbits == 16 else (v >> dbits) & ((1 << (16 - dbits)) - 1)
+            gn[rank - 1] = gains[g] * disc[rank - 1]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -417,18 +397,17 @@ def scan_kernel(
         rec2 = np.empty(n if order and pairs else 0, np.int64)  # the second query of a pair
         grec2 = np.empty(n if order and pairs and graded and dbits == 16 else 0, np.int64)
         h2 = np.empty(2 * k1, np.int64)
-        sel = np.empty(n if order and tops else 0, np.int32)
+        srt = np.empty(n if order and tops else 0, np.int64)  # the records in rank order (_rank_order)
+        sgr = np.empty(n if order and tops and graded and dbits == 16 else 0, np.int64)
         gsub = np.empty((4, ghist.shape[1]), np.int64)
         h = np.empty(2 * k1, np.int64)
         offa = np.empty(k1, np.int64)
         offr = np.empty(k1, np.int64)
         tab = np.empty(k1, np.int64)
         tab2 = np.empty(k1, np.int64)
-        ptr = np.empty(k1, np.int64)
-        nxt = np.empty(k1, np.int64)
-        dif = np.empty(max(k1, nprobe), np.int64)
-        tscr = np.zeros(0 if dense else kt + 1)  # + the scratch cell of _top_ranks
-        gscr = np.zeros(0 if dense else kn + 1)
+        loc = np.empty(k1, np.int64)
+        tscr = np.zeros(0 if dense else kt)
+        gscr = np.zeros(0 if dense else kn)
         i0 = blk * nq // nblocks
         i1 = (blk + 1) * nq // nblocks
         if not order:
@@ -455,7 +434,7 @@ def scan_kernel(
                 _finish_query(
                     k, nbk, reck, greck, hk, n, ql, graded, need_ap, given, off_all, off_rel, probes, tks, nks, kt,
                     kn, dense, tops, disc, gains, pack_limit, dbits, hist, relh, ghist, apfix, pcnt, term, gain,
-                    term_at, gain_at, gsub, offa, offr, tab, tab2, sel, ptr, nxt, dif, tscr, gscr,
+                    term_at, gain_at, gsub, offa, offr, tab, tab2, srt, sgr, loc, tscr, gscr,
                 )  # fmt: skip
 
 
@@ -463,7 +442,7 @@ def scan_kernel(
 def _finish_query(
     i, nb, rec, grec, h, n, ql, graded, need_ap, given, off_all, off_rel, probes, tks, nks, kt, kn, dense, tops,
     disc, gains, pack_limit, dbits, hist, relh, ghist, apfix, pcnt, term, gain, term_at, gain_at, gsub, offa,
-    offr, tab, tab2, sel, ptr, nxt, dif, tscr, gscr,
+    offr, tab, tab2, srt, sgr, loc, tscr, gscr,
 ):  # fmt: skip  # pragma: no cover - compiled
     """Query ``i``'s outputs from its scan (records ``rec[:nb]``, counter words ``h``): the histograms, grade
     counts, offsets, AP sum and top-k outputs (arguments as :func:`scan_kernel`'s, plus its scratch arrays)."""
@@ -476,15 +455,13 @@ def _finish_query(
         _grade_counts(rec, grec, nb, dbits, _label_count(ql, i), gsub, ghist[i])
     acc = 0
     racc = 0
+    # loc: this scan's relevant items at smaller distances (= offr unless offsets are given)
     for d in range(k1):
-        if given:
-            offa[d] = off_all[i, d]
-            offr[d] = off_rel[i, d]
-        else:
-            offa[d] = acc
-            offr[d] = racc
-            acc += hist[i, d]
-            racc += relh[i, d]
+        loc[d] = racc
+        offa[d] = off_all[i, d] if given else acc
+        offr[d] = off_rel[i, d] if given else racc
+        acc += hist[i, d]
+        racc += relh[i, d]
     if need_ap:
         hi, lo = _ap_sum(rec, nb, offa, offr, n, pack_limit, (1 << dbits) - 1, tab, tab2)
         apfix[i, 0] = hi
@@ -492,10 +469,8 @@ def _finish_query(
     if tops:
         tm = term[i] if dense else tscr
         gn = gain[i] if dense else gscr
-        _top_ranks(
-            rec, grec, nb, dbits, offa, offr, hist[i], relh[i], probes, kt, kn, disc, gains, sel, ptr, nxt, dif,
-            pcnt[i], tm, gn,
-        )  # fmt: skip
+        _rank_order(rec, grec, nb, dbits, loc, srt, sgr)
+        _top_ranks(srt, sgr, nb, dbits, offa, offr, probes, kt, kn, disc, gains, pcnt[i], tm, gn)
         if not dense:
             _sums_at(tscr, tks, term_at[i])
             _sums_at(gscr, nks, gain_at[i])
