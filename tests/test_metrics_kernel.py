@@ -109,6 +109,8 @@ def test_kernel_properties(nq, n, bits, classes, density, flip, seed):
 
 
 def test_metric_subsets_agree_with_the_full_set():
+    """Every subset gives the full set's values bit for bit (mAP alone sums its terms over the records in index
+    order, beside a top-k metric over the records in rank order: the same terms, the same fixed-point sum)."""
     q, db, ql, dbl = make(9, 400, 64, 12, seed=3)
     kw = dict(topk=(5, 50), pn_grid=[1, 20, 400], ndcg_k=(7,))
     full = evaluate(q, db, ql, dbl, **kw)

@@ -256,9 +256,10 @@ def _scan_counts(qc, dbf, ql, dblf, i, n, wm, lm, graded, h2, gh):  # pragma: no
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _ap_sum(rec, nb, offa, offr, n, pack_limit, dmask, tab, tab2):  # pragma: no cover - compiled
-    """Σ hits/rank over the records ``rec[:nb]`` in fixed point (hi, lo); ``offa``/``offr`` = B_d / RB_d.
-    One vectorised loop: ``w = v + T[d]`` turns the record into ``rank << 40 | hits << 16`` (ranks below
+def _ap_sum_records(rec, nb, offa, offr, n, pack_limit, dmask, tab, tab2):  # pragma: no cover - compiled
+    """Σ hits/rank over the records ``rec[:nb]`` in index order, in fixed point (hi, lo), as :func:`_ap_sum` over
+    them in rank order (the same terms; used when no top-k metric needs that order, which costs a scatter);
+    ``offa``/``offr`` = B_d / RB_d. One vectorised loop: ``w = v + T[d]`` turns the record into ``rank << 40 | hits << 16`` (ranks below
     ``pack_limit``, :data:`PACK_LIMIT`), else two lookups. Terms are rounded to 2^-52 and carried once per 1,024
     (1,024 terms <= 2**52 fit in lo); ``dmask`` selects the distance bits of a record."""
     k1 = offa.shape[0]
@@ -278,20 +279,44 @@ def _ap_sum(rec, nb, offa, offr, n, pack_limit, dmask, tab, tab2):  # pragma: no
     frac = 0
     for b0 in range(0, nb, 1024):
         lo = 0
+        part = rec[b0 : min(b0 + 1024, nb)]  # a view indexed from 0: contiguous loads, not gathers
         if packed:
-            for b in range(b0, min(b0 + 1024, nb)):
-                w = rec[b] + tab[rec[b] & dmask]
+            for b in range(part.shape[0]):
+                w = part[b] + tab[part[b] & dmask]
                 t = np.float64((w >> 16) & _R_MASK) / np.float64(w >> 40)
                 lo += np.int64(t * FIX_SCALE + 0.5)
         else:
-            for b in range(b0, min(b0 + 1024, nb)):
-                v = rec[b]
+            for b in range(part.shape[0]):
+                v = part[b]
                 x = v & dmask
                 t = np.float64(tab2[x] + ((v >> 16) & _R_MASK)) / np.float64(tab[x] + (v >> 40))
                 lo += np.int64(t * FIX_SCALE + 0.5)
         frac += lo & _FIX_MASK
         hi += (lo >> 52) + (frac >> 52)
         frac &= _FIX_MASK
+    return hi, frac
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _ap_sum(srt, relh, loc, offa, offr):  # pragma: no cover - compiled
+    """Σ hits/rank in fixed point (hi, lo) over the records in rank order (:func:`_rank_order`): the ``relh[d]``
+    relevant items at distance d sit at ``loc[d]`` onwards, the r-th with rank = B_d + a + 1 (``a`` in the
+    record) and hits = RB_d + r + 1 (``offa``/``offr`` = B_d / RB_d): one vectorised loop per distance, with its
+    offsets constant. Terms are rounded to 2^-52 and carried once per 1,024 (1,024 terms <= 2**52 fit in lo)."""
+    hi = 0
+    frac = 0
+    for d in range(relh.shape[0]):
+        rank0 = offa[d] + 1
+        for b0 in range(0, relh[d], 1024):
+            part = srt[loc[d] + b0 : loc[d] + min(b0 + 1024, relh[d])]  # a view from 0: contiguous loads
+            hits0 = offr[d] + 1 + b0
+            lo = 0
+            for k in range(part.shape[0]):
+                t = np.float64(hits0 + k) / np.float64(rank0 + (part[k] >> 40))
+                lo += np.int64(t * FIX_SCALE + 0.5)
+            frac += lo & _FIX_MASK
+            hi += (lo >> 52) + (frac >> 52)
+            frac &= _FIX_MASK
     return hi, frac
 
 
@@ -462,14 +487,18 @@ def _finish_query(
         offr[d] = off_rel[i, d] if given else racc
         acc += hist[i, d]
         racc += relh[i, d]
+    if tops:
+        _rank_order(rec, grec, nb, dbits, loc, srt, sgr)
     if need_ap:
-        hi, lo = _ap_sum(rec, nb, offa, offr, n, pack_limit, (1 << dbits) - 1, tab, tab2)
+        if tops:
+            hi, lo = _ap_sum(srt, relh[i], loc, offa, offr)
+        else:
+            hi, lo = _ap_sum_records(rec, nb, offa, offr, n, pack_limit, (1 << dbits) - 1, tab, tab2)
         apfix[i, 0] = hi
         apfix[i, 1] = lo
     if tops:
         tm = term[i] if dense else tscr
         gn = gain[i] if dense else gscr
-        _rank_order(rec, grec, nb, dbits, loc, srt, sgr)
         _top_ranks(srt, sgr, nb, dbits, offa, offr, probes, kt, kn, disc, gains, pcnt[i], tm, gn)
         if not dense:
             _sums_at(tscr, tks, term_at[i])
