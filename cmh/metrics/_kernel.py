@@ -707,27 +707,58 @@ def prefix_at(arr, ks):  # pragma: no cover - compiled
 
 
 @njit(parallel=True, cache=True, nogil=True)
+def tie_avg_ap(hist, relh, harm):  # pragma: no cover - compiled
+    """(nq,) expected AP over all orders of tied items (McSherry & Najork, ECIR 2008) from the per-distance counts
+    ``hist``/``relh`` (nq, K+1) of all and of relevant items; ``harm`` (n+1,): harmonic numbers H_0..H_n.
+
+    For a tie group of ``m`` items (``r`` relevant) preceded by ``N`` items (``R`` relevant), the j-th slot is
+    relevant with probability r/m and then holds on average ``R + 1 + (j-1)(r-1)/(m-1)`` hits, so the group adds
+    ``(r/m) Σ_j [R + 1 + (j-1)(r-1)/(m-1)] / (N + j)``, where Σ_j 1/(N+j) = H_{N+m} - H_N and
+    Σ_j (j-1)/(N+j) = m - (N+1)(H_{N+m} - H_N). Queries in parallel; 0 for a query with no relevant item."""
+    nq, k1 = hist.shape
+    out = np.zeros(nq)
+    for i in prange(nq):
+        before = 0
+        relbefore = 0
+        s = 0.0
+        for d in range(k1):
+            m = hist[i, d]
+            r = relh[i, d]
+            if r > 0:
+                dh = harm[before + m] - harm[before]
+                s1 = m - (before + 1) * dh
+                frac = (r - 1) / (m - 1) if m > 1 else 0.0
+                s += r / m * ((relbefore + 1) * dh + frac * s1)
+            before += m
+            relbefore += r
+        if relbefore > 0:
+            out[i] = s / relbefore
+    return out
+
+
+@njit(parallel=True, cache=True, nogil=True)
 def ideal_dcg_at(ghist, ks, disc):  # pragma: no cover - compiled
     """(nq, len(ks)) ideal DCG@k (grades in decreasing order, gain 2^g - 1, discount ``disc``) from the per-grade
-    counts ``ghist`` (nq, c+1), for the sorted ks <= len(disc); rows in parallel."""
+    counts ``ghist`` (nq, c+1), for the sorted ks <= len(disc); rows in parallel. The items of one grade fill
+    positions [p, e): they add gain times a difference of the discounts' prefix sums to every k > p."""
     nq, c1 = ghist.shape
     kmax = disc.shape[0]
+    cdisc = np.zeros(kmax + 1)  # cdisc[p] = Σ disc[:p]
+    for p in range(kmax):
+        cdisc[p + 1] = cdisc[p] + disc[p]
     out = np.zeros((nq, ks.shape[0]))
     for i in prange(nq):
-        s = 0.0
         p = 0
-        c = 0
         for g in range(c1 - 1, 0, -1):
+            if p >= kmax:
+                break
+            m = ghist[i, g]
+            if m == 0:
+                continue
+            e = min(p + m, kmax)
             gain = 2.0**g - 1.0
-            for _ in range(ghist[i, g]):
-                if p >= kmax:
-                    break
-                while c < ks.shape[0] and ks[c] == p:
-                    out[i, c] = s
-                    c += 1
-                s += gain * disc[p]
-                p += 1
-        while c < ks.shape[0]:
-            out[i, c] = s
-            c += 1
+            for c in range(ks.shape[0]):
+                if ks[c] > p:
+                    out[i, c] += gain * (cdisc[min(e, ks[c])] - cdisc[p])
+            p = e
     return out

@@ -212,23 +212,13 @@ def _chunk_stats(
     return out
 
 
-def _tie_avg_ap(hist: np.ndarray, relh: np.ndarray, n_rel: np.ndarray, n: int) -> np.ndarray:
-    """Expected AP over all orders of tied items (McSherry & Najork 2008), from per-distance counts (nq, K+1).
+def _tie_avg_ap(hist: np.ndarray, relh: np.ndarray, n: int) -> np.ndarray:
+    """(nq,) tie-averaged AP from the per-distance counts (nq, K+1) of all / relevant items among ``n``
+    (:func:`cmh.metrics._kernel.tie_avg_ap`: closed forms in harmonic numbers)."""
+    from cmh.metrics._kernel import tie_avg_ap
 
-    For a tie group of ``n`` items (``r`` relevant) preceded by ``N`` items (``R`` relevant), the j-th slot is
-    relevant with probability r/n and then holds on average ``R + 1 + (j-1)(r-1)/(n-1)`` hits, so the group adds
-    ``(r/n) Σ_j [R + 1 + (j-1)(r-1)/(n-1)] / (N + j)``; the sums over j are closed forms in harmonic numbers.
-    """
     harm = np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, n + 1, dtype=np.float64))])
-    cum = np.cumsum(hist, 1)
-    before = cum - hist
-    relbefore = np.cumsum(relh, 1) - relh
-    dh = harm[cum] - harm[before]  # Σ_{j=1..n} 1/(N+j)
-    hist_f, relh_f, before_f = hist.astype(np.float64), relh.astype(np.float64), before.astype(np.float64)
-    s1 = hist_f - (before_f + 1) * dh  # Σ_j (j-1)/(N+j)
-    frac = np.where(hist > 1, (relh_f - 1) / np.maximum(hist_f - 1, 1), 0.0)
-    contrib = np.where(relh > 0, relh_f / np.maximum(hist_f, 1) * ((relbefore + 1) * dh + frac * s1), 0.0)
-    return np.where(n_rel > 0, contrib.sum(1) / np.maximum(n_rel, 1), 0.0)
+    return tie_avg_ap(np.ascontiguousarray(hist, np.int64), np.ascontiguousarray(relh, np.int64), harm)
 
 
 def _ideal_dcg(ghist: np.ndarray, kmax: int) -> np.ndarray:
@@ -332,7 +322,8 @@ def per_query_from_scan(
 @functools.cache
 def kernel_module() -> Any:
     """:mod:`cmh.metrics._kernel` (imported on first use: numba takes a moment), or None without numba — then
-    the CPU runs the torch path (same numbers, slower)."""
+    the CPU scans with the torch path (same numbers, slower; the tie-averaged AP's closed form is compiled on every
+    path, which is why numba is a regular dependency)."""
     try:
         from cmh.metrics import _kernel
     except ImportError:  # pragma: no cover - numba is a regular dependency
@@ -475,10 +466,11 @@ def aggregate(
     if "map" in want:
         res["map"] = float(st["ap"].mean())
     if "counts" in st and want & _COUNT_METRICS:
-        hist, relh = st["counts"].sum(2), st["counts"][:, :, 1]
+        relh = st["counts"][:, :, 1]
+        hist = st["counts"][:, :, 0] + relh  # not .sum(2): numpy reduces a length-2 last axis slowly
         cum, relcum = np.cumsum(hist, 1).astype(np.float64), np.cumsum(relh, 1).astype(np.float64)
         if "map_tie_avg" in want:
-            st["ap_tie"] = _tie_avg_ap(hist, relh, n_rel, n)
+            st["ap_tie"] = _tie_avg_ap(hist, relh, n)
             res["map_tie_avg"] = float(st["ap_tie"].mean())
     if "map@k" in want:
         for k in topk:
