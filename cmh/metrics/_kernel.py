@@ -221,17 +221,24 @@ def _record_grade(rec, grec, b, dbits):  # pragma: no cover - compiled
 @njit(cache=True, nogil=True, error_model="numpy")
 def _grade_counts(rec, grec, nb, dbits, top, sub, gh):  # pragma: no cover - compiled
     """``gh[g]`` += relevant records of grade g >= 1. Grades cannot exceed ``top`` (the query's own label
-    count): up to 8, one vectorised counting pass per grade from 2 (grade 1 takes the rest); beyond, 4
-    interleaved histograms ``sub`` (4, c+1), so that equal grades in a row do not wait on each other's stores."""
+    count): up to 8, one vectorised counting pass with a counter per grade from 2 (grade 1 takes the rest: one
+    read of the records, which may not fit the core's cache, instead of one per grade); beyond, 4 interleaved
+    histograms ``sub`` (4, c+1), so that equal grades in a row do not wait on each other's stores."""
     if top <= 8:
-        rest = nb
-        for g in range(2, top + 1):
-            c = 0
-            for b in range(nb):
-                c += _record_grade(rec, grec, b, dbits) == g
-            gh[g] += c
-            rest -= c
-        gh[1] += rest
+        c2 = c3 = c4 = c5 = c6 = c7 = c8 = 0
+        for b in range(nb):
+            g = _record_grade(rec, grec, b, dbits)
+            c2 += g == 2
+            c3 += g == 3
+            c4 += g == 4
+            c5 += g == 5
+            c6 += g == 6
+            c7 += g == 7
+            c8 += g == 8
+        gh[1] += nb - (c2 + c3 + c4 + c5 + c6 + c7 + c8)
+        for g, c in ((2, c2), (3, c3), (4, c4), (5, c5), (6, c6), (7, c7), (8, c8)):
+            if g < gh.shape[0]:
+                gh[g] += c
         return
     sub[:] = 0
     for b in range(nb):
