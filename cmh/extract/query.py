@@ -206,7 +206,8 @@ def image_query(path: str | Path, pipeline: dict[str, Any], weights: str | Path 
     transform = ImageTransform(int(img.get("resize", 256)), int(img.get("crop", 224)))
     x = read_image(path, transform)
     # float32, channels-last on the CPU: the same arithmetic as `cmh extract` on the CPU, so a database photo
-    # given as a query gets exactly its extracted features
+    # given as a query gets its extracted features (to float32 round-off: bit for bit only where the CPU's
+    # kernels for one image are those it used for the batch)
     bb = build_backbone(name, weights, transform=transform).to(memory_format=torch.channels_last)
     with torch.inference_mode():
         feats = bb(x[None].contiguous(memory_format=torch.channels_last)).float().numpy()

@@ -262,12 +262,20 @@ def _scan_counts(qc, dbf, ql, dblf, i, n, wm, lm, graded, h2, gh):  # pragma: no
             gh[g] += 1
 
 
+@njit(inline="always")
+def _carry(hi, frac, lo):
+    """Add ``lo`` (a sum of at most 1,024 terms in units of 2^-52) to the fixed-point pair (integer ``hi``,
+    fraction ``frac`` < 2^52); returns the new pair."""
+    frac += lo & _FIX_MASK
+    return hi + (lo >> 52) + (frac >> 52), frac & _FIX_MASK
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def _ap_sum_records(rec, nb, offa, offr, n, pack_limit, dmask, tab, tab2):  # pragma: no cover - compiled
     """Σ hits/rank over the records ``rec[:nb]`` in index order, in fixed point (hi, lo), as :func:`_ap_sum` over
     them in rank order (the same terms; used when no top-k metric needs that order, which costs a scatter);
-    ``offa``/``offr`` = B_d / RB_d. One vectorised loop: ``w = v + T[d]`` turns the record into ``rank << 40 | hits << 16`` (ranks below
-    ``pack_limit``, :data:`PACK_LIMIT`), else two lookups. Terms are rounded to 2^-52 and carried once per 1,024
+    ``offa``/``offr`` = B_d / RB_d. One vectorised loop: ``w = v + T[d]`` turns the record into
+    ``rank << 40 | hits << 16`` (ranks below ``pack_limit``, :data:`PACK_LIMIT`), else two lookups. Terms are rounded to 2^-52 and carried once per 1,024
     (1,024 terms <= 2**52 fit in lo); ``dmask`` selects the distance bits of a record."""
     k1 = offa.shape[0]
     top_a = 0
@@ -298,9 +306,7 @@ def _ap_sum_records(rec, nb, offa, offr, n, pack_limit, dmask, tab, tab2):  # pr
                 x = v & dmask
                 t = np.float64(tab2[x] + ((v >> 16) & _R_MASK)) / np.float64(tab[x] + (v >> 40))
                 lo += np.int64(t * FIX_SCALE + 0.5)
-        frac += lo & _FIX_MASK
-        hi += (lo >> 52) + (frac >> 52)
-        frac &= _FIX_MASK
+        hi, frac = _carry(hi, frac, lo)
     return hi, frac
 
 
@@ -321,9 +327,7 @@ def _ap_sum(srt, relh, loc, offa, offr):  # pragma: no cover - compiled
             for k in range(part.shape[0]):
                 t = np.float64(hits0 + k) / np.float64(rank0 + (part[k] >> 40))
                 lo += np.int64(t * FIX_SCALE + 0.5)
-            frac += lo & _FIX_MASK
-            hi += (lo >> 52) + (frac >> 52)
-            frac &= _FIX_MASK
+            hi, frac = _carry(hi, frac, lo)
     return hi, frac
 
 
