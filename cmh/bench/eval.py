@@ -1,8 +1,10 @@
 """``cmh bench eval``: the evaluation harness against the reference loop, the floor kernel and faiss, in one run.
 
 Random ±1 codes and multi-hot labels at the papers' sizes (queries × database, label count): MIRFLICKR-25K
-2,000 × 18,015 (24), MS-COCO 5,000 × 80,000 (80), NUS-WIDE 2,100 × 188,321 (21). Columns, measured one after the
-other in the same process (best of ``--repeat``), for every thread count of ``--threads`` (default 1 and all cores):
+2,000 × 18,015 (24), MS-COCO 5,000 × 80,000 (80), NUS-WIDE 2,100 × 188,321 (21). Columns, measured in the same
+process in interleaved rounds (each round times every column once; best of ``--repeat`` rounds, so a slow spell of
+a shared machine hits all columns of a round alike), for every thread count of ``--threads`` (default 1 and all
+cores):
 
 - **reference**: the per-query NumPy loop of :mod:`cmh.metrics.reference` (mAP only, one thread; run on the first
   ``--ref-queries`` queries and scaled linearly to all, as marked);
@@ -148,20 +150,20 @@ def compile_seconds() -> dict[str, float]:
     return {"first_call_compile_s": runs[0][1], "first_call_cached_s": runs[1][1], "warm_call_s": runs[1][2]}
 
 
-#: CPU seconds (all threads of this process) of the last :func:`_best`'s best repeat — on a loaded machine the
-#: wall time includes the time the process waited for a core; the CPU time does not
-_LAST_CPU: list[float] = [0.0]
-
-
-def _best(f: Any, repeat: int) -> tuple[float, Any]:
-    best, res = float("inf"), None
+def _best(columns: dict[str, Any], repeat: int) -> dict[str, tuple[float, float, Any]]:
+    """Time every column ``name -> callable`` ``repeat`` times, interleaved (one round runs each column once),
+    so that a slow spell of a shared machine falls on every column of a round rather than on all repeats of one:
+    ``name -> (best wall seconds, CPU seconds of that repeat, its result)``. The CPU time (all threads of this
+    process) leaves out the time the process waited for a core on a loaded machine."""
+    best: dict[str, tuple[float, float, Any]] = {}
     for _ in range(max(1, repeat)):
-        t0, c0 = time.perf_counter(), time.process_time()
-        res = f()
-        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-        if wall < best:
-            best, _LAST_CPU[0] = wall, cpu
-    return best, res
+        for name, f in columns.items():
+            t0, c0 = time.perf_counter(), time.process_time()
+            res = f()
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            if name not in best or wall < best[name][0]:
+                best[name] = (wall, cpu, res)
+    return best
 
 
 def thread_counts(spec: str) -> list[int]:
@@ -189,8 +191,9 @@ def bench_size(name: str, args: argparse.Namespace, threads: list[int]) -> list[
     nq, n, classes = SIZES[name]
     q, db, ql, dbl = make_data(nq, n, classes, args.bits, args.seed)
     n_ref = nq if args.ref_queries == "all" else min(nq, int(args.ref_queries))
-    t_ref, ref = _best(lambda: reference_metrics(q[:n_ref], db, ql[:n_ref], dbl, counts=False), 1)
-    t_ref *= nq / n_ref
+    t0 = time.perf_counter()
+    ref = reference_metrics(q[:n_ref], db, ql[:n_ref], dbl, counts=False)
+    t_ref = (time.perf_counter() - t0) * nq / n_ref
     packed = [pack_rows(x) for x in (q, db, ql, dbl)]
     try:
         from cmh.metrics.topk_faiss import faiss_topk
@@ -204,30 +207,25 @@ def bench_size(name: str, args: argparse.Namespace, threads: list[int]) -> list[
         load_before = load()
 
         def timed(metrics: list[str] | None, topk: tuple[int, ...] = (50, 500, 1000), t: int = t) -> Any:
-            return _best(
-                lambda: evaluate(
-                    q, db, ql, dbl, metrics=metrics, topk=topk, device=args.device, num_threads=t,
-                    return_per_query=True,
-                ),
-                args.repeat,
-            )  # fmt: skip
+            kw = dict(metrics=metrics, topk=topk, device=args.device, num_threads=t, return_per_query=True)
+            return lambda: evaluate(q, db, ql, dbl, **kw)
 
-        cols["map_s"], res_map = timed(["map"])
-        cols["map_cpu_s"] = _LAST_CPU[0]
-        cols["full_s"], _ = timed(None)
-        cols["full_cpu_s"] = _LAST_CPU[0]
-        cols["map1000_s"], _ = timed(["map@k"], (FAISS_K,))
-        cols["map1000_cpu_s"] = _LAST_CPU[0]
-        with numba_threads(t):
-            cols["floor1_s"], _ = _best(lambda: run_floor(*packed, args.bits), args.repeat)
-            cpu1 = _LAST_CPU[0]
-            cols["floor2_s"], _ = _best(lambda: run_floor(*packed, args.bits, pairs=True), args.repeat)
-            cpu2 = _LAST_CPU[0]
-            # the faster floor kernel is the floor
-            cols["floor_s"], cols["floor_cpu_s"] = min((cols["floor1_s"], cpu1), (cols["floor2_s"], cpu2))
+        columns = {
+            "map": timed(["map"]),
+            "full": timed(None),
+            "map1000": timed(["map@k"], (FAISS_K,)),
+            "floor1": lambda: run_floor(*packed, args.bits),
+            "floor2": lambda: run_floor(*packed, args.bits, pairs=True),
+        }
         if faiss_topk is not None:
-            cols["faiss_s"], _ = _best(lambda t=t: faiss_topk(q, db, FAISS_K, num_threads=t), args.repeat)
-            cols["faiss_cpu_s"] = _LAST_CPU[0]
+            columns["faiss"] = lambda t=t: faiss_topk(q, db, FAISS_K, num_threads=t)
+        with numba_threads(t):  # the floor kernels' threads (evaluate sets its own)
+            best = _best(columns, args.repeat)
+        for name, (wall, cpu, _) in best.items():
+            cols[f"{name}_s"], cols[f"{name}_cpu_s"] = wall, cpu
+        res_map = best["map"][2]
+        # the faster floor kernel is the floor
+        cols["floor_s"], cols["floor_cpu_s"] = min(best["floor1"][:2], best["floor2"][:2])
         diff = float(np.max(np.abs(np.asarray(res_map["ap_per_query"][:n_ref]) - ref["ap"])))
         row = {
             "size": name,
