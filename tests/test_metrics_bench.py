@@ -39,7 +39,7 @@ def test_bench_eval_tiny(tmp_path):
     rows = json.loads((tmp_path / "b.json").read_text())["results"]
     assert [r["threads"] for r in rows] == [1, 2]
     for r in rows:
-        assert r["map_identical"] and r["ref_extrapolated"]
+        assert r["size"] == "tiny" and r["map_identical"] and r["ref_extrapolated"]
         assert {"map_vs_floor", "full_vs_floor", "ref_vs_map", "floor_s", "map1000_s", "load"} <= r.keys()
         assert (
             r["floor_s"] == min(r["floor1_s"], r["floor2_s"])

@@ -221,8 +221,8 @@ def bench_size(name: str, args: argparse.Namespace, threads: list[int]) -> list[
             columns["faiss"] = lambda t=t: faiss_topk(q, db, FAISS_K, num_threads=t)
         with numba_threads(t):  # the floor kernels' threads (evaluate sets its own)
             best = _best(columns, args.repeat)
-        for name, (wall, cpu, _) in best.items():
-            cols[f"{name}_s"], cols[f"{name}_cpu_s"] = wall, cpu
+        for col, (wall, cpu, _) in best.items():
+            cols[f"{col}_s"], cols[f"{col}_cpu_s"] = wall, cpu
         res_map = best["map"][2]
         # the faster floor kernel is the floor
         cols["floor_s"], cols["floor_cpu_s"] = min(best["floor1"][:2], best["floor2"][:2])
