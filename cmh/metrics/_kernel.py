@@ -717,7 +717,7 @@ def prefix_at(arr, ks):  # pragma: no cover - compiled
     return out
 
 
-@njit(parallel=True, cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def tie_avg_ap(hist, relh, harm):  # pragma: no cover - compiled
     """(nq,) expected AP over all orders of tied items (McSherry & Najork, ECIR 2008) from the per-distance counts
     ``hist``/``relh`` (nq, K+1) of all and of relevant items; ``harm`` (n+1,): harmonic numbers H_0..H_n.
@@ -725,10 +725,11 @@ def tie_avg_ap(hist, relh, harm):  # pragma: no cover - compiled
     For a tie group of ``m`` items (``r`` relevant) preceded by ``N`` items (``R`` relevant), the j-th slot is
     relevant with probability r/m and then holds on average ``R + 1 + (j-1)(r-1)/(m-1)`` hits, so the group adds
     ``(r/m) Σ_j [R + 1 + (j-1)(r-1)/(m-1)] / (N + j)``, where Σ_j 1/(N+j) = H_{N+m} - H_N and
-    Σ_j (j-1)/(N+j) = m - (N+1)(H_{N+m} - H_N). Queries in parallel; 0 for a query with no relevant item."""
+    Σ_j (j-1)/(N+j) = m - (N+1)(H_{N+m} - H_N). 0 for a query with no relevant item; one thread (a few
+    operations per query and distance: a parallel region would cost more to start than it saves)."""
     nq, k1 = hist.shape
     out = np.zeros(nq)
-    for i in prange(nq):
+    for i in range(nq):
         before = 0
         relbefore = 0
         s = 0.0
@@ -747,10 +748,10 @@ def tie_avg_ap(hist, relh, harm):  # pragma: no cover - compiled
     return out
 
 
-@njit(parallel=True, cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def ideal_dcg_at(ghist, ks, disc):  # pragma: no cover - compiled
     """(nq, len(ks)) ideal DCG@k (grades in decreasing order, gain 2^g - 1, discount ``disc``) from the per-grade
-    counts ``ghist`` (nq, c+1), for the sorted ks <= len(disc); rows in parallel. The items of one grade fill
+    counts ``ghist`` (nq, c+1), for the sorted ks <= len(disc); one thread. The items of one grade fill
     positions [p, e): they add gain times a difference of the discounts' prefix sums to every k > p."""
     nq, c1 = ghist.shape
     kmax = disc.shape[0]
@@ -758,7 +759,7 @@ def ideal_dcg_at(ghist, ks, disc):  # pragma: no cover - compiled
     for p in range(kmax):
         cdisc[p + 1] = cdisc[p] + disc[p]
     out = np.zeros((nq, ks.shape[0]))
-    for i in prange(nq):
+    for i in range(nq):
         p = 0
         for g in range(c1 - 1, 0, -1):
             if p >= kmax:
