@@ -47,6 +47,18 @@ def test_bench_eval_tiny(tmp_path):
         )
 
 
+def test_bench_eval_stages_tiny(tmp_path):
+    """--stages: every stage of the scan timed beside the floor, for each thread count."""
+    from cmh.bench._eval_stages import STAGES
+
+    assert bench_eval.run(_args(tmp_path, threads="1,2", stages=True)) == 0
+    rows = json.loads((tmp_path / "b.json").read_text())["results"]
+    assert [(r["size"], r["threads"]) for r in rows] == [("tiny", 1), ("tiny", 2)]
+    for r in rows:
+        for stage in STAGES:
+            assert r[f"{stage}_vs_floor"] == r[f"{stage}_s"] / r["floor_s"] > 0
+
+
 def test_bench_eval_rejects_bad_options(tmp_path):
     with pytest.raises(CMHError, match="unknown size"):
         bench_eval.run(_args(tmp_path, sizes="nuswide"))

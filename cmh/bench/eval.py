@@ -20,7 +20,8 @@ Targets (ratios of one run): map ≤ 1.5× floor, full ≤ 3× floor, map@1000 f
 load (``os.getloadavg``) is printed beside every row: on a shared machine the ratios are what counts. The numba
 compile time is measured separately, in fresh processes with an empty cache: the first call compiles, a later
 process loads the cache. ``--db-size 10k,100k,1M,10M`` switches to the scaling benchmark
-(:mod:`cmh.bench._eval_scale`). Peak memory: a fresh child process (``VmHWM`` after a reset through
+(:mod:`cmh.bench._eval_scale`); ``--stages`` times the scan stage by stage against the floor
+(:mod:`cmh.bench._eval_stages`). Peak memory: a fresh child process (``VmHWM`` after a reset through
 ``/proc/self/clear_refs``, minus ``VmRSS`` before the call; Linux only).
 """
 
@@ -81,6 +82,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chunk", type=int, default=1_000_000, help="--db-size: database rows per streamed shard")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, metavar="FILE", help="also write the numbers as JSON")
+    p.add_argument(
+        "--stages",
+        action="store_true",
+        help="instead: the compiled scan stage by stage (counts, records, map, top-k, full) as ratios to the floor",
+    )
 
 
 def make_data(nq: int, n: int, classes: int, bits: int, seed: int) -> tuple[np.ndarray, ...]:
@@ -274,6 +280,10 @@ def run(args: argparse.Namespace) -> int:
     if args.ref_queries != "all" and not (args.ref_queries.isdigit() and int(args.ref_queries) > 0):
         raise CMHError(f"--ref-queries must be 'all' or a positive number, not {args.ref_queries!r}")
     threads = thread_counts(args.threads)
+    if args.stages:
+        from cmh.bench._eval_stages import run_stages
+
+        return run_stages(args, names, threads)
     console = Console(width=max(Console().width, 200))  # wide tables stay readable in logs
     console.print(
         f"CPU cores: {os.cpu_count()}, threads: {threads}, device: {args.device}; {args.bits} bits, "
