@@ -66,6 +66,8 @@ def test_bench_eval_rejects_bad_options(tmp_path):
         bench_eval.run(_args(tmp_path, threads="0"))
     with pytest.raises(CMHError, match="--db-size"):
         bench_eval.run(_args(tmp_path, db_size="10q"))
+    with pytest.raises(CMHError, match="--stages times the compiled CPU kernel"):
+        bench_eval.run(_args(tmp_path, stages=True, device="cuda"))
 
 
 def test_db_size_parsing_and_tiny_scaling_run(tmp_path):

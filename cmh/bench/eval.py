@@ -283,6 +283,9 @@ def run(args: argparse.Namespace) -> int:
     if args.stages:
         from cmh.bench._eval_stages import run_stages
 
+        if args.device != "cpu":
+            raise CMHError(f"--stages times the compiled CPU kernel; drop --device {args.device}")
+
         return run_stages(args, names, threads)
     console = Console(width=max(Console().width, 200))  # wide tables stay readable in logs
     console.print(
