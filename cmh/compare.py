@@ -314,11 +314,12 @@ _PROVENANCE = {
     "torch threads": lambda r: (r.get("threads") or {}).get("torch", r.get("torch_threads")),
     "BLAS threads": lambda r: (r.get("threads") or {}).get("blas"),
     "device": lambda r: r.get("device"),
+    "CPUs": lambda r: r.get("cpu"),  # float kernels differ between CPU models
 }
 
 
 def provenance_notes(records: list[dict[str, Any]]) -> list[str]:
-    """Footnotes for cells whose seeds ran on different versions, thread counts or devices, and a count of
+    """Footnotes for cells whose seeds ran on different versions, thread counts, devices or CPUs, and a count of
     records that do not state them (written before cmh recorded them)."""
     by_cell: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
     for rec in records:

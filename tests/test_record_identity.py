@@ -119,7 +119,7 @@ def test_records_state_how_to_reproduce_them(tmp_path):
     assert rec["cpu"] and rec["device"] == "cpu"
 
 
-def test_compare_flags_seeds_on_other_threads_and_shows_warnings(tmp_path):
+def test_compare_flags_seeds_on_other_threads_or_cpus_and_shows_warnings(tmp_path):
     from cmh.compare import build_table, notes
 
     for seed in (0, 1):
@@ -127,11 +127,13 @@ def test_compare_flags_seeds_on_other_threads_and_shows_warnings(tmp_path):
     path = tmp_path / "synthetic" / "cvh" / "16" / "seed1.json"
     rec = json.loads(path.read_text())
     rec["threads"]["torch"] = 17
+    rec["cpu"] = "Another CPU 9000"
     rec["warnings"] = ["UninformativeBitsWarning: cvh: only 9 of the 16 bits are informative"]
     path.write_text(json.dumps(rec))
     records, _ = load_records(tmp_path)
     text = "\n".join(notes(build_table(records, "synthetic")))
     assert "cvh at 16 bits: seeds ran with different torch threads" in text and "17" in text
+    assert "; CPUs " in text and "Another CPU 9000" in text
     assert "cvh (16 bits) warned UninformativeBitsWarning: cvh: only 9 of the 16 bits" in text
 
 
