@@ -33,7 +33,7 @@ def stage_plans(plan: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def stage_rows(name: str, args: argparse.Namespace, threads: list[int]) -> list[dict[str, Any]]:
     """One row per thread count: the floor's seconds and every stage's seconds and ratio to it."""
-    from cmh.bench.eval import SIZES, _best, load, make_data
+    from cmh.bench.eval import SIZES, best_interleaved, load, make_data
     from cmh.metrics import _kernel
     from cmh.metrics.retrieval import ALL_METRICS, default_pn_grid, kernel_plan, numba_threads
 
@@ -54,7 +54,7 @@ def stage_rows(name: str, args: argparse.Namespace, threads: list[int]) -> list[
     for t in threads:
         before = load()
         with numba_threads(t):
-            best = _best(columns, args.repeat)
+            best = best_interleaved(columns, args.repeat)
         floor = min(best["floor1"][0], best["floor2"][0])
         row: dict[str, Any] = {"size": name, "threads": t, "floor_s": floor, "load": f"{before} → {load()}"}
         for stage in STAGES:

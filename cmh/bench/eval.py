@@ -156,7 +156,7 @@ def compile_seconds() -> dict[str, float]:
     return {"first_call_compile_s": runs[0][1], "first_call_cached_s": runs[1][1], "warm_call_s": runs[1][2]}
 
 
-def _best(columns: dict[str, Any], repeat: int) -> dict[str, tuple[float, float, Any]]:
+def best_interleaved(columns: dict[str, Any], repeat: int) -> dict[str, tuple[float, float, Any]]:
     """Time every column ``name -> callable`` ``repeat`` times, interleaved (one round runs each column once),
     so that a slow spell of a shared machine falls on every column of a round rather than on all repeats of one:
     ``name -> (best wall seconds, CPU seconds of that repeat, its result)``. The CPU time (all threads of this
@@ -226,7 +226,7 @@ def bench_size(name: str, args: argparse.Namespace, threads: list[int]) -> list[
         if faiss_topk is not None:
             columns["faiss"] = lambda t=t: faiss_topk(q, db, FAISS_K, num_threads=t)
         with numba_threads(t):  # the floor kernels' threads (evaluate sets its own)
-            best = _best(columns, args.repeat)
+            best = best_interleaved(columns, args.repeat)
         for col, (wall, cpu, _) in best.items():
             cols[f"{col}_s"], cols[f"{col}_cpu_s"] = wall, cpu
         res_map = best["map"][2]
