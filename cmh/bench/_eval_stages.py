@@ -48,8 +48,6 @@ def stage_rows(name: str, args: argparse.Namespace, threads: list[int]) -> list[
             for stage, kw in stage_plans(plan).items()
         },
     }
-    for f in columns.values():  # compiled (or loaded from the cache) before any timing
-        f()
     rows = []
     for t in threads:
         before = load()

@@ -160,7 +160,10 @@ def best_interleaved(columns: dict[str, Any], repeat: int) -> dict[str, tuple[fl
     """Time every column ``name -> callable`` ``repeat`` times, interleaved (one round runs each column once),
     so that a slow spell of a shared machine falls on every column of a round rather than on all repeats of one:
     ``name -> (best wall seconds, CPU seconds of that repeat, its result)``. The CPU time (all threads of this
-    process) leaves out the time the process waited for a core on a loaded machine."""
+    process) leaves out the time the process waited for a core on a loaded machine. One untimed round runs first,
+    so that no timing includes numba compiling or loading its cache."""
+    for f in columns.values():
+        f()
     best: dict[str, tuple[float, float, Any]] = {}
     for _ in range(max(1, repeat)):
         for name, f in columns.items():

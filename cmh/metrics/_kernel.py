@@ -269,8 +269,9 @@ def _ap_sum_records(rec, nb, offa, offr, n, pack_limit, dmask, tab, tab2):  # pr
     """Σ hits/rank over the records ``rec[:nb]`` in index order, in fixed point (hi, lo), as :func:`_ap_sum` over
     them in rank order (the same terms; used when no top-k metric needs that order, which costs a scatter);
     ``offa``/``offr`` = B_d / RB_d. One vectorised loop: ``w = v + T[d]`` turns the record into
-    ``rank << 40 | hits << 16`` (ranks below ``pack_limit``, :data:`PACK_LIMIT`), else two lookups. Terms are rounded to 2^-52 and carried once per 1,024
-    (1,024 terms <= 2**52 fit in lo); ``dmask`` selects the distance bits of a record."""
+    ``rank << 40 | hits << 16`` (ranks below ``pack_limit``, :data:`PACK_LIMIT`), else two lookups. Terms are
+    rounded to 2^-52 and carried once per 1,024 (1,024 terms <= 2**52 fit in lo); ``dmask`` selects the distance
+    bits of a record."""
     k1 = offa.shape[0]
     top_a = 0
     top_r = 0
