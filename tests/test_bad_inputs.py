@@ -761,6 +761,21 @@ CASES: list[tuple[str, Callable[[Files], list[str]], tuple[str, ...]]] = [
         lambda f: ["data", "convert", f.npz(), "--out", str(f.out / "x.txt")],
         ("--out", "must end in .npz"),
     ),
+    (
+        "bench-eval-stages-on-cuda",
+        lambda f: [
+            "bench",
+            "eval",
+            "--stages",
+            "--sizes",
+            "tiny",
+            "--device",
+            "cuda",
+            "--json",
+            str(f.out / "b.json"),
+        ],
+        ("--stages times the compiled CPU kernel", "drop --device cuda"),
+    ),
 ]
 if LINUX_PROC:  # a folder nobody may write to, even root: /proc
     CASES += [
