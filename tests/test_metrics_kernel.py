@@ -254,20 +254,53 @@ def test_grades_beside_the_distance_or_in_their_own_array(bits, classes):
     assert (shared.max() > 32) == (classes >= 100)
 
 
-@pytest.mark.parametrize(("nq", "bits", "classes"), [(1, 24, 5), (7, 64, 30), (6, 200, 140)])
-def test_floor_kernels_count_every_pair(nq, bits, classes):
-    """Both floor kernels (one and two queries per database pass; an odd last query alone) give the histogram
-    of (distance, relevance) that the distances and label overlaps give directly."""
-    from cmh.metrics._kernel import pack_rows, run_floor
+@pytest.mark.parametrize(
+    ("nq", "n", "bits", "classes"),
+    [(1, 300, 24, 5), (7, 300, 64, 30), (6, 300, 200, 140), (3, 2_500, 64, 30)],
+)
+def test_floor_kernels_count_every_pair(nq, n, bits, classes):
+    """Both floor kernels (one and two queries per database pass; an odd last query alone; databases of one
+    block and of several, a partial one last) give the histogram of (distance, relevance) that the distances
+    and label overlaps give directly."""
+    from cmh.metrics._kernel import BLOCK, pack_rows, run_floor
 
-    q, db, ql, dbl = make(nq, 300, bits, classes, seed=nq)
+    q, db, ql, dbl = make(nq, n, bits, classes, seed=nq)
     dist = (bits - q.astype(int) @ db.T.astype(int)) // 2
     rel = (ql.astype(int) @ dbl.T.astype(int) > 0).astype(int)
     want = np.zeros((nq, bits + 1, 2), np.int64)
-    np.add.at(want, (np.repeat(np.arange(nq), 300), dist.ravel(), rel.ravel()), 1)
+    np.add.at(want, (np.repeat(np.arange(nq), n), dist.ravel(), rel.ravel()), 1)
+    assert n < BLOCK or n % BLOCK
     packed = [pack_rows(x) for x in (q, db, ql, dbl)]
     np.testing.assert_array_equal(run_floor(*packed, bits), want)
     np.testing.assert_array_equal(run_floor(*packed, bits, pairs=True), want)
+
+
+@pytest.mark.parametrize(("n", "bits", "classes"), [(2_500, 64, 30), (1_024, 200, 140), (700, 16, 3)])
+def test_counts_pass_gives_the_direct_histograms(n, bits, classes):
+    """The counts-only pass (order=False: counting metrics and the sharded counting pass; two stages per block
+    of items) gives the per-distance counts of all and of relevant items and the per-grade counts that the
+    distances and label overlaps give directly, across block boundaries."""
+    from cmh.metrics._kernel import pack_rows, run_scan
+
+    nq = 5
+    q, db, ql, dbl = make(nq, n, bits, classes, seed=n)
+    dist = (bits - q.astype(int) @ db.T.astype(int)) // 2
+    shared = ql.astype(int) @ dbl.T.astype(int)
+    rows = np.repeat(np.arange(nq), n)
+    hist = np.zeros((nq, bits + 1), np.int64)
+    relh = np.zeros((nq, bits + 1), np.int64)
+    ghist = np.zeros((nq, classes + 1), np.int64)
+    np.add.at(hist, (rows, dist.ravel()), 1)
+    np.add.at(relh, (rows, dist.ravel()), (shared > 0).ravel().astype(np.int64))
+    np.add.at(ghist, (rows, shared.ravel()), 1)
+    packed = [pack_rows(x) for x in (q, db, ql, dbl)]
+    none = np.zeros(0, np.int64)
+    for graded in (False, True):
+        out = run_scan(*packed, bits, classes, graded=graded, order=False, probes=none, tks=none, nks=none)
+        np.testing.assert_array_equal(out["hist"], hist)
+        np.testing.assert_array_equal(out["relh"], relh)
+        if graded:
+            np.testing.assert_array_equal(out["ghist"], ghist)
 
 
 @pytest.mark.parametrize(("nq", "bits", "classes"), [(131, 64, 12), (130, 140, 150), (97, 16, 3)])

@@ -10,8 +10,9 @@ cores):
   ``--ref-queries`` queries and scaled linearly to all, as marked);
 - **map** / **full**: :func:`cmh.metrics.evaluate` with ``metrics=["map"]`` / every metric;
 - **floor**: the compiled floor kernel — popcount distance, relevance and one histogram per query, nothing else,
-  with the scan's front end — run with one (**1q**) and with two queries per database pass (**2q**, each word
-  loaded once for both; faster once the database leaves the core's cache); ``floor`` is the faster of the two,
+  in the fastest form measured (per block of items the keys in one SIMD loop, then the increments) — run with
+  one (**1q**) and with two queries per block (**2q**, the block loaded once for both; faster once the database
+  leaves the core's cache); ``floor`` is the faster of the two,
   so the ratios are against the best pass either way (the scan itself pairs queries past
   :data:`cmh.metrics._kernel.PAIR_BYTES` of packed database);
 - **faiss**: faiss ``IndexBinaryFlat`` search of the k = 1,000 nearest (when faiss is installed) vs cmh ``map@1000``.
@@ -361,8 +362,8 @@ def run(args: argparse.Namespace) -> int:
     ]
     console.print(
         "reference = per-query NumPy loop for mAP (* = scaled from the first queries); map = evaluate(metrics=['map']); "
-        "full = every metric; floor = compiled popcount + relevance + histogram only (the scan's front end) with one "
-        "(1q) or two (2q) queries per database pass, ratios against the faster; faiss = IndexBinaryFlat "
+        "full = every metric; floor = compiled popcount + relevance + histogram only (SIMD keys, then increments) with "
+        "one (1q) or two (2q) queries per database block, ratios against the faster; faiss = IndexBinaryFlat "
         "k = 1,000 vs cmh map@1000. Ratios in brackets: by CPU time (process_time) instead of wall time. Targets: map/floor ≤ 1.5×, full/floor ≤ 3×, faiss/map@1000 > 1×."
         + (f" Peak extra memory of evaluate(all): {'; '.join(mem)}." if mem else "")
     )
