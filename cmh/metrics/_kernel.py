@@ -30,8 +30,8 @@ takes the fastest form measured: per block of :data:`BLOCK` items, the keys 2·d
 to SIMD, then one increment per item (:func:`_keys`, :func:`_count`; 0.70-0.84x the time of one fused loop at
 the ``cmh bench eval`` sizes). The ordered scan keeps one fused loop: its per-item work after the distance (read
 the counter word, store the record, write the counter back, advance the slot) is the bottleneck, and splitting
-the distances off measured no faster (0.93-1.12x, A/B in one process). The ratio of the two is the cost of the
-exact metrics alone.
+the distances off measured no faster (0.91-1.12x in two implementations, A/B in one process). The ratio of the
+two is the cost of the exact metrics alone.
 """
 
 from __future__ import annotations
