@@ -27,7 +27,7 @@ bit for bit (:func:`run_scan` itself splits databases of more than :data:`MAX_RO
 The floor kernel (and the counts-only pass) and the scan read the database alike (query words held in registers,
 the database as one flat row-major word array, so one- and two-word rows are contiguous loads), and the floor
 takes the fastest form measured: per block of :data:`BLOCK` items, the keys 2·d + rel in one loop that compiles
-to SIMD, then one increment per item (:func:`_keys`, :func:`_count`; 0.70-0.84x the time of one fused loop at
+to SIMD, then one increment per item (:func:`_front`, :func:`_count`; 0.70-0.84x the time of one fused loop at
 the ``cmh bench eval`` sizes). The ordered scan keeps one fused loop where it only tests relevance: its per-item
 work after the distance (read the counter word, store the record, write the counter back, advance the slot) is
 the bottleneck, and splitting the distances off measured no faster (0.91-1.12x in two implementations, A/B in one
@@ -55,7 +55,7 @@ PACK_LIMIT = 1 << 23
 #: (:func:`_pairs`): out of the core's cache, each word loaded serves both (1.1-1.2x faster at NUS-WIDE size);
 #: in cache, the single pass is as fast or faster (MIRFLICKR, COCO sizes on a 2 MiB-L2 core)
 PAIR_BYTES = 2 << 20
-#: items per block of the two-stage counting passes (:func:`_keys`): a block's keys (8 KiB) stay in L1
+#: items per block of the two-stage passes (:func:`_front`): a block's keys or distances (8 KiB) stay in L1
 BLOCK = 1024
 _A_ONE = 1 << 40  # one item in the ``a`` field of h[d]
 _R_MASK = (1 << 24) - 1
@@ -130,11 +130,13 @@ def _grade(l0, l1, ql, i, dblf, j, lm, graded):
 
 
 @njit(inline="always")
-def _keys(qc, dbf, ql, dblf, i, b0, m, wm, lm, graded, kb, gb):
-    """The first stage of a counting pass: ``kb[t] = 2·d + rel`` (and the grade ``gb[t]`` when ``graded``) of
-    query ``i`` and the ``m`` items from ``b0``. No item depends on another, so the loop compiles to SIMD
-    (VPOPCNTQ where the CPU has it) and the second stage (:func:`_count`) is left with one load-add-store per
-    item, from L1: 0.65-0.87x the time of one fused loop (``cmh bench eval`` sizes, one thread)."""
+def _front(qc, dbf, ql, dblf, i, b0, m, wm, lm, graded, keyed, kb, gb):
+    """The first stage of a two-stage pass over the ``m`` items from ``b0`` for query ``i``: ``kb[t]`` = the key
+    ``2·d + rel`` (``keyed``: the counting passes, :func:`_count`) or the distance ``d`` (a graded ordered scan,
+    :func:`_scan_records`), and the grade ``gb[t]`` when ``graded``. No item depends on another, so the loop
+    compiles to SIMD (VPOPCNTQ where the CPU has it) and the second stage is left with the per-item work that
+    does depend on earlier items, reading these from L1: the floor takes 0.70-0.84x the time of one fused loop
+    (``cmh bench eval`` sizes, one thread)."""
     q0, q1 = _row_words(qc, i)
     l0, l1 = _row_words(ql, i)
     w_ = qc.shape[1]
@@ -143,7 +145,8 @@ def _keys(qc, dbf, ql, dblf, i, b0, m, wm, lm, graded, kb, gb):
     lv = dblf[b0 * l_ : (b0 + m) * l_]
     for t in range(m):
         g = _grade(l0, l1, ql, i, lv, t, lm, graded)
-        kb[t] = 2 * _distance(q0, q1, qc, i, dv, t, wm) + np.int64(g > 0)
+        x = _distance(q0, q1, qc, i, dv, t, wm)
+        kb[t] = 2 * x + np.int64(g > 0) if keyed else x
         if graded:
             gb[t] = g
 
@@ -154,21 +157,6 @@ def _count(o, kb, m):
     wrap-around code)."""
     for t in range(m):
         o[np.uint64(kb[t])] += 1
-
-
-@njit(inline="always")
-def _graded_front(qc, dbf, ql, dblf, i, b0, m, wm, lm, xb, gb):
-    """The first stage of a graded scan: the distance ``xb[t]`` and the grade ``gb[t]`` of query ``i`` and the
-    ``m`` items from ``b0``, in one loop that compiles to SIMD (:func:`_scan_records`)."""
-    q0, q1 = _row_words(qc, i)
-    l0, l1 = _row_words(ql, i)
-    w_ = qc.shape[1]
-    l_ = ql.shape[1]
-    dv = dbf[b0 * w_ : (b0 + m) * w_]  # views indexed from 0: contiguous loads
-    lv = dblf[b0 * l_ : (b0 + m) * l_]
-    for t in range(m):
-        xb[t] = _distance(q0, q1, qc, i, dv, t, wm)
-        gb[t] = _grade(l0, l1, ql, i, lv, t, lm, True)
 
 
 @njit(inline="always")
@@ -213,7 +201,7 @@ def _scan_records(
         gb = np.empty(BLOCK, np.int64)
         for b0 in range(0, n, BLOCK):
             m = min(BLOCK, n - b0)
-            _graded_front(qc, dbf, ql, dblf, i, b0, m, wm, lm, xb, gb)
+            _front(qc, dbf, ql, dblf, i, b0, m, wm, lm, True, False, xb, gb)
             if dbits < 16:
                 for t in range(m):
                     nb = _record(h, rec, grec, nb, xb[t], gb[t], 1, dbits)
@@ -303,7 +291,7 @@ def _grade_counts(rec, grec, nb, dbits, top, sub, gh):  # pragma: no cover - com
 @njit(cache=True, nogil=True, error_model="numpy")
 def _scan_counts(qc, dbf, ql, dblf, i, n, wm, lm, graded, h2, gh):  # pragma: no cover - compiled
     """One query's counts only: ``h2[2d + rel]`` (2·k1,) and the per-grade counts ``gh`` when ``graded`` (two
-    stages per block, :func:`_keys` then :func:`_count`, as the floor)."""
+    stages per block, :func:`_front` then :func:`_count`, as the floor)."""
     for t in range(h2.shape[0]):
         h2[t] = 0
     kb = np.empty(BLOCK, np.int64)
@@ -314,11 +302,11 @@ def _scan_counts(qc, dbf, ql, dblf, i, n, wm, lm, graded, h2, gh):  # pragma: no
     for b0 in range(0, n, BLOCK):
         m = min(BLOCK, n - b0)
         if graded:
-            _keys(qc, dbf, ql, dblf, i, b0, m, wm, lm, True, kb, gb)
+            _front(qc, dbf, ql, dblf, i, b0, m, wm, lm, True, True, kb, gb)
             for t in range(m):
                 gsub[np.uint64((t & 3) * c1 + gb[t])] += 1
         else:
-            _keys(qc, dbf, ql, dblf, i, b0, m, wm, lm, False, kb, gb)
+            _front(qc, dbf, ql, dblf, i, b0, m, wm, lm, False, True, kb, gb)
         _count(h2, kb, m)
     for g in range(c1 if graded else 0):
         gh[g] += gsub[g] + gsub[c1 + g] + gsub[2 * c1 + g] + gsub[3 * c1 + g]
@@ -592,7 +580,7 @@ def floor_kernel(qc, dbf, ql, dblf, wm, lm, out):  # pragma: no cover - compiled
         kb = np.empty(BLOCK, np.int64)
         for b0 in range(0, n, BLOCK):
             m = min(BLOCK, n - b0)
-            _keys(qc, dbf, ql, dblf, i, b0, m, wm, lm, False, kb, kb)
+            _front(qc, dbf, ql, dblf, i, b0, m, wm, lm, False, True, kb, kb)
             _count(out[i], kb, m)
 
 
@@ -611,8 +599,8 @@ def floor_pairs_kernel(qc, dbf, ql, dblf, wm, lm, out):  # pragma: no cover - co
         kb = np.empty(BLOCK, np.int64)
         for b0 in range(0, n, BLOCK):  # the second query's keys read the block from L1
             m = min(BLOCK, n - b0)
-            _keys(qc, dbf, ql, dblf, i, b0, m, wm, lm, False, ka, ka)
-            _keys(qc, dbf, ql, dblf, k, b0, m, wm, lm, False, kb, kb)
+            _front(qc, dbf, ql, dblf, i, b0, m, wm, lm, False, True, ka, ka)
+            _front(qc, dbf, ql, dblf, k, b0, m, wm, lm, False, True, kb, kb)
             _count(out[i], ka, m)
             _count(ok, kb, m)
 
