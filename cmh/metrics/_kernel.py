@@ -263,13 +263,20 @@ def _record_grade(rec, grec, b, dbits):  # pragma: no cover - compiled
     return grec[b]
 
 
+@njit(inline="always")
+def _add_interleaved(sub, gh, g0):
+    """``gh[g]`` += the four rows of ``sub`` (4, c+1) for g >= ``g0``: four histograms filled in turn (item or
+    record ``t`` into row ``t & 3``), so that equal grades in a row do not wait on each other's increments."""
+    for g in range(g0, gh.shape[0]):
+        gh[g] += sub[0, g] + sub[1, g] + sub[2, g] + sub[3, g]
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def _grade_counts(rec, grec, nb, dbits, top, sub, gh):  # pragma: no cover - compiled
     """``gh[g]`` += relevant records of grade g >= 1. Grades cannot exceed ``top`` (the query's own label
     count): up to 8, one vectorised pass that adds ``1 << 8(g - 1)`` per record to a word of eight 8-bit
     counters, read out every 255 records (one read of the records, which may not fit the core's cache, and two
-    operations per record); beyond, 4 interleaved histograms ``sub`` (4, c+1), so that equal grades in a row do
-    not wait on each other's stores."""
+    operations per record); beyond, the 4 interleaved histograms ``sub`` (4, c+1) of :func:`_add_interleaved`."""
     if top <= 8:
         for b0 in range(0, nb, 255):
             b1 = min(b0 + 255, nb)
@@ -284,8 +291,7 @@ def _grade_counts(rec, grec, nb, dbits, top, sub, gh):  # pragma: no cover - com
     sub[:] = 0
     for b in range(nb):
         sub[b & 3, _record_grade(rec, grec, b, dbits)] += 1
-    for g in range(1, gh.shape[0]):
-        gh[g] += sub[0, g] + sub[1, g] + sub[2, g] + sub[3, g]
+    _add_interleaved(sub, gh, 1)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -296,20 +302,19 @@ def _scan_counts(qc, dbf, ql, dblf, i, n, wm, lm, graded, h2, gh):  # pragma: no
         h2[t] = 0
     kb = np.empty(BLOCK, np.int64)
     gb = np.empty(BLOCK, np.int64)
-    c1 = gh.shape[0]
-    # four interleaved grade histograms: most items share grade 0, and one counter would chain their increments
-    gsub = np.zeros(4 * c1 if graded else 0, np.int64)
+    # interleaved grade histograms (:func:`_add_interleaved`): most items share grade 0
+    gsub = np.zeros((4, gh.shape[0] if graded else 0), np.int64)
     for b0 in range(0, n, BLOCK):
         m = min(BLOCK, n - b0)
         if graded:
             _front(qc, dbf, ql, dblf, i, b0, m, wm, lm, True, True, kb, gb)
             for t in range(m):
-                gsub[np.uint64((t & 3) * c1 + gb[t])] += 1
+                gsub[np.uint64(t & 3), np.uint64(gb[t])] += 1
         else:
             _front(qc, dbf, ql, dblf, i, b0, m, wm, lm, False, True, kb, gb)
         _count(h2, kb, m)
-    for g in range(c1 if graded else 0):
-        gh[g] += gsub[g] + gsub[c1 + g] + gsub[2 * c1 + g] + gsub[3 * c1 + g]
+    if graded:
+        _add_interleaved(gsub, gh, 0)
 
 
 @njit(inline="always")
