@@ -65,7 +65,7 @@ def check(q, db, ql, dbl, topk, pn, ndcg_k):
         (3, 90, 200, 300),
         (6, 120, 256, 130),
         (2, 1, 16, 3),
-        (3, 2_100, 64, 80),  # past one block of the graded scan's first stage (BLOCK = 1,024), a partial last
+        (3, 2_100, 64, 80),  # more than one block (BLOCK = 1,024) of the graded scan, the last one partial
     ],
 )
 def test_kernel_matches_reference_and_torch(nq, n, bits, classes):
