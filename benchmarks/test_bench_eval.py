@@ -50,18 +50,15 @@ def test_bench_floor(benchmark, data):
 def test_ratio_targets(data):
     """Targets of issue 12, as ratios measured in one run (interleaved rounds, as ``cmh bench eval``): map <= 1.5x
     and all metrics <= 3x the floor kernel (the faster of its one- and two-queries-per-pass forms)."""
-    from cmh.bench.eval import best_interleaved
-    from cmh.metrics._kernel import pack_rows, run_floor
+    from cmh.bench.eval import best_interleaved, floor_columns, floor_of
+    from cmh.metrics._kernel import pack_rows
 
-    packed = [pack_rows(x) for x in data]
-    bits = data[0].shape[1]
     columns = {
-        "floor1": lambda: run_floor(*packed, bits),
-        "floor2": lambda: run_floor(*packed, bits, pairs=True),
+        **floor_columns([pack_rows(x) for x in data], data[0].shape[1]),
         "map": lambda: evaluate(*data, metrics=["map"]),
         "full": lambda: evaluate(*data),
     }
-    best = {name: wall for name, (wall, _, _) in best_interleaved(columns, 3).items()}
-    floor = min(best["floor1"], best["floor2"])
-    assert best["map"] <= 1.5 * floor
-    assert best["full"] <= 3.0 * floor
+    best = best_interleaved(columns, 3)
+    floor = floor_of(best)[0]
+    assert best["map"][0] <= 1.5 * floor
+    assert best["full"][0] <= 3.0 * floor

@@ -33,7 +33,7 @@ def stage_plans(plan: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def stage_rows(name: str, args: argparse.Namespace, threads: list[int]) -> list[dict[str, Any]]:
     """One row per thread count: the floor's seconds and every stage's seconds and ratio to it."""
-    from cmh.bench.eval import SIZES, best_interleaved, load, make_data
+    from cmh.bench.eval import SIZES, best_interleaved, floor_columns, floor_of, load, make_data
     from cmh.metrics import _kernel
     from cmh.metrics.retrieval import ALL_METRICS, default_pn_grid, kernel_plan, numba_threads
 
@@ -41,8 +41,7 @@ def stage_rows(name: str, args: argparse.Namespace, threads: list[int]) -> list[
     packed = [_kernel.pack_rows(x) for x in make_data(nq, n, classes, args.bits, args.seed)]
     plan = kernel_plan(set(ALL_METRICS), (50, 500, 1000), default_pn_grid(n), (50, 100, 1000), n)
     columns = {
-        "floor1": lambda: _kernel.run_floor(*packed, args.bits),
-        "floor2": lambda: _kernel.run_floor(*packed, args.bits, pairs=True),
+        **floor_columns(packed, args.bits),
         **{
             stage: (lambda kw=kw: _kernel.run_scan(*packed, args.bits, classes, **kw))
             for stage, kw in stage_plans(plan).items()
@@ -53,7 +52,7 @@ def stage_rows(name: str, args: argparse.Namespace, threads: list[int]) -> list[
         before = load()
         with numba_threads(t):
             best = best_interleaved(columns, args.repeat)
-        floor = min(best["floor1"][0], best["floor2"][0])
+        floor = floor_of(best)[0]
         row: dict[str, Any] = {"size": name, "threads": t, "floor_s": floor, "load": f"{before} → {load()}"}
         for stage in STAGES:
             row[f"{stage}_s"] = best[stage][0]

@@ -157,6 +157,22 @@ def compile_seconds() -> dict[str, float]:
     return {"first_call_compile_s": runs[0][1], "first_call_cached_s": runs[1][1], "warm_call_s": runs[1][2]}
 
 
+def floor_columns(packed: list[np.ndarray], bits: int) -> dict[str, Any]:
+    """The floor kernel as two columns for :func:`best_interleaved`: ``floor1`` (one query per database pass) and
+    ``floor2`` (two), on the packed (codes, db codes, labels, db labels); :func:`floor_of` takes the faster."""
+    from cmh.metrics._kernel import run_floor
+
+    return {
+        "floor1": lambda: run_floor(*packed, bits),
+        "floor2": lambda: run_floor(*packed, bits, pairs=True),
+    }
+
+
+def floor_of(best: dict[str, tuple[float, float, Any]]) -> tuple[float, float]:
+    """(wall, CPU seconds) of the faster floor kernel in a :func:`best_interleaved` result: the floor."""
+    return min(best["floor1"][:2], best["floor2"][:2])
+
+
 def best_interleaved(columns: dict[str, Any], repeat: int) -> dict[str, tuple[float, float, Any]]:
     """Time every column ``name -> callable`` ``repeat`` times, interleaved (one round runs each column once),
     so that a slow spell of a shared machine falls on every column of a round rather than on all repeats of one:
@@ -194,7 +210,7 @@ def thread_counts(spec: str) -> list[int]:
 def bench_size(name: str, args: argparse.Namespace, threads: list[int]) -> list[dict[str, Any]]:
     """One row per thread count at size ``name``: every column's best seconds, ratios, load, exactness."""
     from cmh.metrics import evaluate
-    from cmh.metrics._kernel import pack_rows, run_floor
+    from cmh.metrics._kernel import pack_rows
     from cmh.metrics.reference import reference_metrics
     from cmh.metrics.retrieval import numba_threads
 
@@ -224,8 +240,7 @@ def bench_size(name: str, args: argparse.Namespace, threads: list[int]) -> list[
             "map": timed(["map"]),
             "full": timed(None),
             "map1000": timed(["map@k"], (FAISS_K,)),
-            "floor1": lambda: run_floor(*packed, args.bits),
-            "floor2": lambda: run_floor(*packed, args.bits, pairs=True),
+            **floor_columns(packed, args.bits),
         }
         if faiss_topk is not None:
             columns["faiss"] = lambda t=t: faiss_topk(q, db, FAISS_K, num_threads=t)
@@ -234,8 +249,7 @@ def bench_size(name: str, args: argparse.Namespace, threads: list[int]) -> list[
         for col, (wall, cpu, _) in best.items():
             cols[f"{col}_s"], cols[f"{col}_cpu_s"] = wall, cpu
         res_map = best["map"][2]
-        # the faster floor kernel is the floor
-        cols["floor_s"], cols["floor_cpu_s"] = min(best["floor1"][:2], best["floor2"][:2])
+        cols["floor_s"], cols["floor_cpu_s"] = floor_of(best)
         diff = float(np.max(np.abs(np.asarray(res_map["ap_per_query"][:n_ref]) - ref["ap"])))
         row = {
             "size": name,
