@@ -304,17 +304,23 @@ def test_counts_pass_gives_the_direct_histograms(n, bits, classes):
             np.testing.assert_array_equal(out["ghist"], ghist)
 
 
-@pytest.mark.parametrize(("nq", "bits", "classes"), [(131, 64, 12), (130, 140, 150), (97, 16, 3)])
-def test_two_queries_per_pass_give_the_same_outputs(monkeypatch, nq, bits, classes):
-    """Databases past PAIR_BYTES are scanned two queries per pass (forced here with PAIR_BYTES = 0; more than 64
-    queries, so that the kernel's 64 blocks hold pairs, odd blocks included): every metric is the same, bit for
-    bit, with and without NDCG in the set."""
-    from cmh.metrics import _kernel
+@pytest.mark.parametrize(("bits", "classes"), [(64, 12), (140, 150), (16, 3)])
+def test_every_scan_layout_across_blocks(bits, classes):
+    """The ordered scan runs in blocks of BLOCK items — without grades, with grades beside the distance (K < 512,
+    c < 128) or in their own array: over 2,100 items (two full blocks and a partial one) the ungraded metrics are
+    the same, bit for bit, with and without NDCG in the set, and mAP and NDCG equal the reference loop."""
+    from cmh.metrics._kernel import BLOCK, record_layout
 
-    q, db, ql, dbl = make(nq, 600, bits, classes, seed=nq + bits, density=0.3)
-    kw = dict(topk=(7, 300), pn_grid=[1, 40, 450, 600], ndcg_k=(5, 90), return_per_query=True)
+    n = 2_100
+    assert n > 2 * BLOCK and n % BLOCK
+    q, db, ql, dbl = make(5, n, bits, classes, seed=bits + classes, density=0.3)
+    topk, pn, ndcg_k = (7, 300), [1, 40, 450, n], (5, 90)
+    kw = dict(topk=topk, pn_grid=pn, ndcg_k=ndcg_k, return_per_query=True)
     ungraded = ["map", "map@k", "p_at_n", "map_tie_avg", "pr_radius", "p_r2"]
-    one, one_ungraded = evaluate(q, db, ql, dbl, **kw), evaluate(q, db, ql, dbl, metrics=ungraded, **kw)
-    monkeypatch.setattr(_kernel, "PAIR_BYTES", 0)
-    assert_same(evaluate(q, db, ql, dbl, metrics=ungraded, **kw), one_ungraded, tol=0.0)
-    assert_same(evaluate(q, db, ql, dbl, **kw), one, tol=0.0)
+    every, part = evaluate(q, db, ql, dbl, **kw), evaluate(q, db, ql, dbl, metrics=ungraded, **kw)
+    assert_same(part, {key: every[key] for key in part}, tol=0.0)
+    ref = reference_metrics(q, db, ql, dbl, topk=topk, pn=pn, ndcg_k=ndcg_k)
+    np.testing.assert_allclose(every["ap_per_query"], ref["ap"], atol=TOL, rtol=0)
+    for k in ndcg_k:
+        assert abs(every[f"ndcg@{k}"] - ref[f"ndcg@{k}"].mean()) <= TOL
+    assert record_layout(bits, classes) == (16 if classes >= 128 else 9)

@@ -28,12 +28,12 @@ The floor kernel (and the counts-only pass) and the scan read the database alike
 the database as one flat row-major word array, so one- and two-word rows are contiguous loads), and the floor
 takes the fastest form measured: per block of :data:`BLOCK` items, the keys 2·d + rel in one loop that compiles
 to SIMD, then one increment per item (:func:`_front`, :func:`_count`; 0.70-0.84x the time of one fused loop at
-the ``cmh bench eval`` sizes). The ordered scan keeps one fused loop where it only tests relevance: its per-item
-work after the distance (read the counter word, store the record, write the counter back, advance the slot) is
-the bottleneck, and splitting the distances off measured no faster (0.91-1.12x in two implementations, A/B in one
-process). A graded scan (NDCG) splits them off with the grades, whose popcounts then vectorise: the full set
-0.93-0.95x at COCO size (two label words), 0.98-1.03x at MIRFLICKR size. The ratio of the floor and the scan is
-the cost of the exact metrics alone.
+the ``cmh bench eval`` sizes). The ordered scan takes the same two stages (:func:`_scan_block`): the SIMD loop
+also computes each item's counter increment and its grade already shifted into place, which leaves the serial
+loop (:func:`_records`: read the counter word, store the record, write the counter back, advance the slot) with
+no arithmetic of its own — 0.94-0.97x the time of the fused loop it replaced where only relevance is tested, and
+0.83-0.94x with NDCG's grades (A/B in one process, one thread, the ``cmh bench eval`` sizes). The ratio of the
+floor and the scan is the cost of the exact metrics alone.
 """
 
 from __future__ import annotations
@@ -51,10 +51,6 @@ MAX_ROWS = (1 << 23) - 1
 #: ranks below this use the one-lookup AP loop (rank and hits fields of one word); larger ranks (sharded
 #: evaluations of more than 8 million items) take the two-lookup loop
 PACK_LIMIT = 1 << 23
-#: databases whose packed rows (codes and labels) take more than this are scanned two queries per pass
-#: (:func:`_pairs`): out of the core's cache, each word loaded serves both (1.1-1.2x faster at NUS-WIDE size);
-#: in cache, the single pass is as fast or faster (MIRFLICKR, COCO sizes on a 2 MiB-L2 core)
-PAIR_BYTES = 2 << 20
 #: items per block of the two-stage passes (:func:`_front`): a block's keys or distances (8 KiB) stay in L1
 BLOCK = 1024
 _A_ONE = 1 << 40  # one item in the ``a`` field of h[d]
@@ -130,13 +126,14 @@ def _grade(l0, l1, ql, i, dblf, j, lm, graded):
 
 
 @njit(inline="always")
-def _front(qc, dbf, ql, dblf, i, b0, m, wm, lm, graded, keyed, kb, gb):
+def _front(qc, dbf, ql, dblf, i, b0, m, wm, lm, graded, keyed, kb, gb, ib, gshift):
     """The first stage of a two-stage pass over the ``m`` items from ``b0`` for query ``i``: ``kb[t]`` = the key
-    ``2·d + rel`` (``keyed``: the counting passes, :func:`_count`) or the distance ``d`` (a graded ordered scan,
-    :func:`_scan_records`), and the grade ``gb[t]`` when ``graded``. No item depends on another, so the loop
-    compiles to SIMD (VPOPCNTQ where the CPU has it) and the second stage is left with the per-item work that
-    does depend on earlier items, reading these from L1: the floor takes 0.70-0.84x the time of one fused loop
-    (``cmh bench eval`` sizes, one thread)."""
+    ``2·d + rel`` (``keyed``: the counting passes, :func:`_count`), else the distance ``d`` and ``ib[t]`` = the
+    counter increment ``A + rel·R`` of an ordered scan (:func:`_records`); ``gb[t]`` = the grade shifted left by
+    ``gshift`` when ``graded``. No item depends on another, so the loop compiles to SIMD (VPOPCNTQ where the CPU
+    has it) and the second stage is left with the per-item work that does depend on earlier items, reading
+    these from L1: the floor takes 0.70-0.84x the time of one fused loop (``cmh bench eval`` sizes, one
+    thread)."""
     q0, q1 = _row_words(qc, i)
     l0, l1 = _row_words(ql, i)
     w_ = qc.shape[1]
@@ -146,9 +143,14 @@ def _front(qc, dbf, ql, dblf, i, b0, m, wm, lm, graded, keyed, kb, gb):
     for t in range(m):
         g = _grade(l0, l1, ql, i, lv, t, lm, graded)
         x = _distance(q0, q1, qc, i, dv, t, wm)
-        kb[t] = 2 * x + np.int64(g > 0) if keyed else x
+        rel = np.int64(g > 0)
+        if keyed:
+            kb[t] = 2 * x + rel
+        else:
+            kb[t] = x
+            ib[t] = _A_ONE + (rel << 16)
         if graded:
-            gb[t] = g
+            gb[t] = g << gshift
 
 
 @njit(inline="always")
@@ -160,99 +162,61 @@ def _count(o, kb, m):
 
 
 @njit(inline="always")
-def _record(h, rec, grec, nb, x, g, mode, dbits):
-    """One item of an ordered scan at distance ``x`` with grade (or relevance) ``g``: writes the record
-    ``h[x]`` (``mode`` 1: the grade in bits ``dbits``..15; 2: the grade to ``grec``), counts the item in
-    ``h[x]`` and returns the next record slot (advanced only for a relevant item). Unsigned indices: where ``x``
-    and ``nb`` come from memory or an earlier block, numba's negative-index wrap-around code would sit in the
-    loop that bounds the scan."""
-    rel = np.int64(g > 0)
-    ux = np.uint64(x)
-    un = np.uint64(nb)
-    v = h[ux]
-    if mode == 1:
-        rec[un] = v | (g << dbits)
-    else:
-        rec[un] = v
-    if mode == 2:
-        grec[un] = g
-    h[ux] = v + _A_ONE + (rel << 16)
-    return nb + rel
+def _records(h, rec, grec, nb, xb, ib, gb, m, mode):
+    """The second stage of an ordered scan: for the ``m`` items of a block (distances ``xb``, increments ``ib``,
+    grades ``gb`` from :func:`_front`) writes the record ``h[d]`` (``mode`` 1: or-ed with the shifted grade; 2:
+    the grade to ``grec``), counts the item in ``h[d]`` and advances the record slot by the relevance (bit 16 of
+    the increment; branch-free); returns the new slot. Unsigned indices: ``xb`` and ``nb`` come from memory or an
+    earlier block, and numba's negative-index wrap-around code would sit in the loop that bounds the scan."""
+    for t in range(m):
+        ux = np.uint64(xb[t])
+        un = np.uint64(nb)
+        inc = ib[t]
+        v = h[ux]
+        if mode == 1:
+            rec[un] = v | gb[t]
+        else:
+            rec[un] = v
+        if mode == 2:
+            grec[un] = gb[t]
+        h[ux] = v + inc
+        nb += (inc >> 16) & 1
+    return nb
+
+
+@njit(inline="always")
+def _scan_block(qc, dbf, ql, dblf, i, b0, m, wm, lm, graded, dbits, h, rec, grec, nb, xb, ib, gb):
+    """Both stages of an ordered scan of query ``i`` over the block of ``m`` items from ``b0``; returns the
+    record count (three copies of the serial loop, each with its branches resolved at compile time)."""
+    if not graded:
+        _front(qc, dbf, ql, dblf, i, b0, m, wm, lm, False, False, xb, gb, ib, 0)
+        return _records(h, rec, grec, nb, xb, ib, gb, m, 0)
+    if dbits < 16:
+        _front(qc, dbf, ql, dblf, i, b0, m, wm, lm, True, False, xb, gb, ib, dbits)
+        return _records(h, rec, grec, nb, xb, ib, gb, m, 1)
+    _front(qc, dbf, ql, dblf, i, b0, m, wm, lm, True, False, xb, gb, ib, 0)
+    return _records(h, rec, grec, nb, xb, ib, gb, m, 2)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _scan_records(
     qc, dbf, ql, dblf, i, n, wm, lm, graded, dbits, rec, grec, h
 ):  # pragma: no cover - compiled
-    """One query's ordered scan: ``h[d]`` (k1,) ends as ``items << 40 | relevant << 16 | d`` and ``rec[:nb]``
-    holds ``h[d]`` as each relevant item found it; returns nb. Grades (``graded``) go into bits ``dbits``..15 of
-    the record when ``dbits`` < 16 (the distance then takes ``dbits`` bits), else into ``grec[:nb]``."""
-    q0, q1 = _row_words(qc, i)
-    l0, l1 = _row_words(ql, i)
+    """One query's ordered scan, in blocks of :data:`BLOCK` items: ``h[d]`` (k1,) ends as
+    ``items << 40 | relevant << 16 | d`` and ``rec[:nb]`` holds ``h[d]`` as each relevant item found it; returns
+    nb. Grades (``graded``) go into bits ``dbits``..15 of the record when ``dbits`` < 16 (the distance then
+    takes ``dbits`` bits), else into ``grec[:nb]``."""
     for d in range(h.shape[0]):
         h[d] = d
+    xb = np.empty(BLOCK, np.int64)
+    ib = np.empty(BLOCK, np.int64)
+    gb = np.empty(BLOCK, np.int64)
     nb = 0
-    if not graded:  # three copies of the loop, each with its branches resolved at compile time
-        for j in range(n):
-            x = _distance(q0, q1, qc, i, dbf, j, wm)
-            nb = _record(h, rec, grec, nb, x, _grade(l0, l1, ql, i, dblf, j, lm, False), 0, dbits)
-    else:  # graded: distances and grades of a block in a SIMD loop first (the grade popcounts vectorise)
-        xb = np.empty(BLOCK, np.int64)
-        gb = np.empty(BLOCK, np.int64)
-        for b0 in range(0, n, BLOCK):
-            m = min(BLOCK, n - b0)
-            _front(qc, dbf, ql, dblf, i, b0, m, wm, lm, True, False, xb, gb)
-            if dbits < 16:
-                for t in range(m):
-                    nb = _record(h, rec, grec, nb, xb[t], gb[t], 1, dbits)
-            else:
-                for t in range(m):
-                    nb = _record(h, rec, grec, nb, xb[t], gb[t], 2, dbits)
+    for b0 in range(0, n, BLOCK):
+        nb = _scan_block(
+            qc, dbf, ql, dblf, i, b0, min(BLOCK, n - b0), wm, lm, graded, dbits, h, rec, grec, nb, xb, ib, gb
+        )
     return nb
-
-
-@njit(inline="always")
-def _pair_item(ctx, i, k, j, qw, lw, wm, lm, graded, mode, dbits, arrs, nb, nb2):
-    """Item ``j`` for both queries of :func:`_scan_records_pair`: ``ctx`` = (qc, ql, dbf, dblf), ``qw``/``lw`` their
-    first code and label words, ``arrs`` = (h, rec, grec, h2, rec2, grec2); returns the two record counts."""
-    qc, ql, dbf, dblf = ctx
-    h, rec, grec, h2, rec2, grec2 = arrs
-    xa = _distance(qw[0], qw[1], qc, i, dbf, j, wm)
-    xb = _distance(qw[2], qw[3], qc, k, dbf, j, wm)
-    ga = _grade(lw[0], lw[1], ql, i, dblf, j, lm, graded)
-    gb = _grade(lw[2], lw[3], ql, k, dblf, j, lm, graded)
-    return _record(h, rec, grec, nb, xa, ga, mode, dbits), _record(h2, rec2, grec2, nb2, xb, gb, mode, dbits)
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def _scan_records_pair(
-    qc, dbf, ql, dblf, i, k, n, wm, lm, graded, dbits, rec, grec, h, rec2, grec2, h2
-):  # pragma: no cover - compiled
-    """:func:`_scan_records` of queries ``i`` and ``k`` in one pass over the database (each database word serves
-    both while it is in a register); returns their record counts (:func:`_pairs` says when)."""
-    a0, a1 = _row_words(qc, i)
-    la0, la1 = _row_words(ql, i)
-    b0, b1 = _row_words(qc, k)
-    lb0, lb1 = _row_words(ql, k)
-    for d in range(h.shape[0]):
-        h[d] = d
-        h2[d] = d
-    nb = 0
-    nb2 = 0
-    qw = (a0, a1, b0, b1)
-    lw = (la0, la1, lb0, lb1)
-    ctx = (qc, ql, dbf, dblf)
-    arrs = (h, rec, grec, h2, rec2, grec2)
-    if not graded:  # three copies of the loop, each with its branches resolved at compile time
-        for j in range(n):
-            nb, nb2 = _pair_item(ctx, i, k, j, qw, lw, wm, lm, False, 0, dbits, arrs, nb, nb2)
-    elif dbits < 16:
-        for j in range(n):
-            nb, nb2 = _pair_item(ctx, i, k, j, qw, lw, wm, lm, True, 1, dbits, arrs, nb, nb2)
-    else:
-        for j in range(n):
-            nb, nb2 = _pair_item(ctx, i, k, j, qw, lw, wm, lm, True, 2, dbits, arrs, nb, nb2)
-    return nb, nb2
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -307,11 +271,11 @@ def _scan_counts(qc, dbf, ql, dblf, i, n, wm, lm, graded, h2, gh):  # pragma: no
     for b0 in range(0, n, BLOCK):
         m = min(BLOCK, n - b0)
         if graded:
-            _front(qc, dbf, ql, dblf, i, b0, m, wm, lm, True, True, kb, gb)
+            _front(qc, dbf, ql, dblf, i, b0, m, wm, lm, True, True, kb, gb, kb, 0)
             for t in range(m):
                 gsub[np.uint64(t & 3), np.uint64(gb[t])] += 1
         else:
-            _front(qc, dbf, ql, dblf, i, b0, m, wm, lm, False, True, kb, gb)
+            _front(qc, dbf, ql, dblf, i, b0, m, wm, lm, False, True, kb, gb, kb, 0)
         _count(h2, kb, m)
     if graded:
         _add_interleaved(gsub, gh, 0)
@@ -458,7 +422,7 @@ def _sums_at(row, ks, out):  # pragma: no cover - compiled
 
 @njit(parallel=True, cache=True, nogil=True)
 def scan_kernel(
-    qc, dbf, ql, dblf, wm, lm, graded, order, need_ap, off_all, off_rel, probes, tks, nks, disc, gains, pack_limit, dbits, pairs, hist, relh, ghist, apfix, pcnt, term, gain, term_at, gain_at
+    qc, dbf, ql, dblf, wm, lm, graded, order, need_ap, off_all, off_rel, probes, tks, nks, disc, gains, pack_limit, dbits, hist, relh, ghist, apfix, pcnt, term, gain, term_at, gain_at
 ):  # fmt: skip  # pragma: no cover - compiled; exercised through evaluate()
     """Fill the per-query outputs (see the module docstring) for queries ``qc`` against the database.
 
@@ -466,8 +430,7 @@ def scan_kernel(
     rows flattened (row-major); ``wm``/``lm``: width markers (:func:`width_marker`); ``graded``: count shared
     labels (NDCG); ``order``: compute the rank outputs (else counts only; then any n, else n <= MAX_ROWS);
     ``need_ap``: the mAP@all sum; ``pack_limit``: :data:`PACK_LIMIT`; ``dbits``: the distance bits of a record
-    (9 when K < 512 and grades < 128 fit beside it, else 16: :func:`record_layout`); ``pairs``: scan two queries
-    per pass over the database (:data:`PAIR_BYTES`). ``off_all``/``off_rel`` (nq, K+1) int64:
+    (9 when K < 512 and grades < 128 fit beside it, else 16: :func:`record_layout`); ``off_all``/``off_rel`` (nq, K+1) int64:
     given B_d / RB_d, or shape (0, 0) to take them from this scan's own histograms. ``tks``/``nks``: the sorted
     widths of map@k / NDCG@k; with ``term``/``gain`` of shape (nq, tks[-1]) / (nq, nks[-1]) ("dense", for shards)
     the kernel stores the per-rank terms there, else in one scratch row per block and writes their sums over
@@ -486,9 +449,6 @@ def scan_kernel(
     for blk in prange(nblocks):
         rec = np.empty(n if order else 0, np.int64)
         grec = np.empty(n if order and graded and dbits == 16 else 0, np.int64)
-        rec2 = np.empty(n if order and pairs else 0, np.int64)  # the second query of a pair
-        grec2 = np.empty(n if order and pairs and graded and dbits == 16 else 0, np.int64)
-        h2 = np.empty(2 * k1, np.int64)
         srt = np.empty(n if order and tops else 0, np.int64)  # the records in rank order (_rank_order)
         sgr = np.empty(n if order and tops and graded and dbits == 16 else 0, np.int64)
         gsub = np.empty((4, ghist.shape[1]), np.int64)
@@ -509,25 +469,13 @@ def scan_kernel(
                     hist[i, d] = h[2 * d] + h[2 * d + 1]
                     relh[i, d] = h[2 * d + 1]
             continue
-        step = 2 if pairs else 1
-        for i in range(i0, i1, step):  # pairs: two queries per pass over the database; an odd last one alone
-            nb2 = 0
-            if pairs and i + 1 < i1:
-                nb, nb2 = _scan_records_pair(
-                    qc, dbf, ql, dblf, i, i + 1, n, wm, lm, graded, dbits, rec, grec, h, rec2, grec2, h2
-                )
-            else:
-                nb = _scan_records(qc, dbf, ql, dblf, i, n, wm, lm, graded, dbits, rec, grec, h)
-            for k in range(i, min(i + step, i1)):
-                if k == i:
-                    nbk, reck, greck, hk = nb, rec, grec, h
-                else:
-                    nbk, reck, greck, hk = nb2, rec2, grec2, h2
-                _finish_query(
-                    k, nbk, reck, greck, hk, n, ql, graded, need_ap, given, off_all, off_rel, probes, tks, nks, kt,
-                    kn, dense, tops, disc, gains, pack_limit, dbits, hist, relh, ghist, apfix, pcnt, term, gain,
-                    term_at, gain_at, gsub, offa, offr, tab, tab2, srt, sgr, loc, tscr, gscr,
-                )  # fmt: skip
+        for i in range(i0, i1):
+            nb = _scan_records(qc, dbf, ql, dblf, i, n, wm, lm, graded, dbits, rec, grec, h)
+            _finish_query(
+                i, nb, rec, grec, h, n, ql, graded, need_ap, given, off_all, off_rel, probes, tks, nks, kt, kn,
+                dense, tops, disc, gains, pack_limit, dbits, hist, relh, ghist, apfix, pcnt, term, gain, term_at,
+                gain_at, gsub, offa, offr, tab, tab2, srt, sgr, loc, tscr, gscr,
+            )  # fmt: skip
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -585,15 +533,16 @@ def floor_kernel(qc, dbf, ql, dblf, wm, lm, out):  # pragma: no cover - compiled
         kb = np.empty(BLOCK, np.int64)
         for b0 in range(0, n, BLOCK):
             m = min(BLOCK, n - b0)
-            _front(qc, dbf, ql, dblf, i, b0, m, wm, lm, False, True, kb, kb)
+            _front(qc, dbf, ql, dblf, i, b0, m, wm, lm, False, True, kb, kb, kb, 0)
             _count(out[i], kb, m)
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def floor_pairs_kernel(qc, dbf, ql, dblf, wm, lm, out):  # pragma: no cover - compiled
     """:func:`floor_kernel` with two queries per block of the database (the second query's keys read the block
-    from L1): the same counts, faster once the database leaves the core's cache — the floor of the scan's paired
-    pass (:data:`PAIR_BYTES`); ``cmh bench eval`` takes the faster of the two floors."""
+    from L1): the same counts, at times faster once the database leaves the core's cache. The scan itself runs
+    one query per pass (two per pass measured 0.94-1.06x its time at the ``cmh bench eval`` sizes, A/B in one
+    process); ``cmh bench eval`` takes the faster of the two floors, so the ratio never flatters the scan."""
     nq = qc.shape[0]
     n = dbf.shape[0] // qc.shape[1]
     for pair in prange((nq + 1) // 2):
@@ -604,8 +553,8 @@ def floor_pairs_kernel(qc, dbf, ql, dblf, wm, lm, out):  # pragma: no cover - co
         kb = np.empty(BLOCK, np.int64)
         for b0 in range(0, n, BLOCK):  # the second query's keys read the block from L1
             m = min(BLOCK, n - b0)
-            _front(qc, dbf, ql, dblf, i, b0, m, wm, lm, False, True, ka, ka)
-            _front(qc, dbf, ql, dblf, k, b0, m, wm, lm, False, True, kb, kb)
+            _front(qc, dbf, ql, dblf, i, b0, m, wm, lm, False, True, ka, ka, ka, 0)
+            _front(qc, dbf, ql, dblf, k, b0, m, wm, lm, False, True, kb, kb, kb, 0)
             _count(out[i], ka, m)
             _count(ok, kb, m)
 
@@ -698,19 +647,11 @@ def run_scan(
         scan_kernel(
             qc, _flat(dbc), ql, _flat(dbl), wm, lm, graded, order, need_ap, off_all, off_rel, probes,
             tks if order else tks[:0], nks if order else nks[:0], disc, gains, PACK_LIMIT,
-            record_layout(bits, nclass if graded else 1), _pairs(dbc, dbl), *out.values(),
+            record_layout(bits, nclass if graded else 1), *out.values(),
         )  # fmt: skip
     for key in ("term", "gain") if not dense else ("term_at", "gain_at"):
         del out[key]
     return out
-
-
-def _pairs(dbc: np.ndarray, dbl: np.ndarray) -> bool:
-    """Scan two queries per pass: past :data:`PAIR_BYTES` of packed database, with or without NDCG's grades (on
-    the Intel machine the graded pair measured 4 % slower at NUS-WIDE size; on this AMD Zen 5 one, A/B in one run,
-    the full set takes 0.99-1.03x (one thread, four runs) and 0.92-0.97x (two threads) of the single pass's time
-    there)."""
-    return dbc.nbytes + dbl.nbytes > PAIR_BYTES
 
 
 def _flat(a: np.ndarray) -> np.ndarray:
