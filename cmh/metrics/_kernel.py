@@ -374,12 +374,27 @@ def _sorted_rank(srt, pos, offa, dmask):
     return offa[v & dmask] + (v >> 40) + 1
 
 
+@njit(inline="always")
+def _running_sum(s, c, ks, rank, term, out):
+    """One term of a top-k sum met in rank order: first sets ``out[c]`` to the sum ``s`` so far for every
+    ``ks[c]`` below ``rank``, then adds ``term``; returns (s, c)."""
+    while c < ks.shape[0] and ks[c] < rank:
+        out[c] = s
+        c += 1
+    return s + term, c
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
-def _top_ranks(srt, sgr, nb, dbits, offa, offr, probes, kt, kn, disc, gains, pc, tm, gn):  # pragma: no cover
+def _top_ranks(
+    srt, sgr, nb, dbits, offa, offr, probes, tks, nks, disc, gains, dense, pc, tm, gn, tat, gat
+):  # pragma: no cover - compiled
     """The top-k outputs of one query from its records in rank order (:func:`_rank_order`): adds to the probe
-    counts ``pc`` (relevant items with rank <= ``probes[p]``: a binary search, ranks ascend with the position)
-    and stores the terms hits/rank in ``tm`` and the gains ``gains[g]`` times the discount ``disc`` in ``gn`` at
-    position rank - 1 for ranks <= ``kt`` / ``kn`` (one pass over the first relevant items only)."""
+    counts ``pc`` (relevant items with rank <= ``probes[p]``: a binary search, ranks ascend with the position),
+    and over the first relevant items only, for ranks <= ``tks[-1]`` / ``nks[-1]``, takes the terms hits/rank
+    and the gains ``gains[g]`` times the discount ``disc``: ``dense`` stores them in ``tm`` / ``gn`` at position
+    rank - 1 (a shard's rows, summed after the merge by :func:`prefix_at`), else sums them into ``tat[c]`` /
+    ``gat[c]`` over ranks <= ``tks[c]`` / ``nks[c]``. The sums add the same terms in the same (rank) order as
+    :func:`_sums_at` over the dense row, whose other cells are zeros, so the two agree bit for bit."""
     dmask = (1 << dbits) - 1
     lo = 0
     for p in range(probes.shape[0]):  # probes ascend, so the counts do: each search starts at the last count
@@ -391,7 +406,13 @@ def _top_ranks(srt, sgr, nb, dbits, offa, offr, probes, kt, kn, disc, gains, pc,
             else:
                 hi = mid
         pc[p] += lo
+    kt = tks[-1] if tks.shape[0] else 0
+    kn = nks[-1] if nks.shape[0] else 0
     top = max(kt, kn)
+    st = 0.0
+    sg = 0.0
+    ct = 0
+    cg = 0
     for pos in range(nb):
         v = srt[pos]
         x = v & dmask
@@ -399,17 +420,31 @@ def _top_ranks(srt, sgr, nb, dbits, offa, offr, probes, kt, kn, disc, gains, pc,
         if rank > top:
             break
         if rank <= kt:
-            tm[rank - 1] = np.float64(offr[x] + ((v >> 16) & _R_MASK) + 1) / np.float64(rank)
+            t = np.float64(offr[x] + ((v >> 16) & _R_MASK) + 1) / np.float64(rank)
+            if dense:
+                tm[rank - 1] = t
+            else:
+                st, ct = _running_sum(st, ct, tks, rank, t, tat)
         if rank <= kn:
             g = sgr[pos] if dbits == 16 else (v >> dbits) & ((1 << (16 - dbits)) - 1)
-            gn[rank - 1] = gains[g] * disc[rank - 1]
+            gv = gains[g] * disc[rank - 1]
+            if dense:
+                gn[rank - 1] = gv
+            else:
+                sg, cg = _running_sum(sg, cg, nks, rank, gv, gat)
+    if not dense:
+        for c in range(ct, tat.shape[0]):
+            tat[c] = st
+        for c in range(cg, gat.shape[0]):
+            gat[c] = sg
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _sums_at(row, ks, out):  # pragma: no cover - compiled
     """``out[c]`` = sum of ``row``'s first ``ks[c]`` entries (sequential, in rank order; ks sorted, clipped to
-    the row length). The one summation order of the top-k sums: the kernel's scratch rows and
-    :func:`prefix_at`'s merged shard rows both go through it, so they agree bit for bit."""
+    the row length). The one summation order of the top-k sums:
+    :func:`prefix_at`'s merged shard rows go through it; :func:`_top_ranks` adds the same terms in the same
+    order without the zeros, so a sharded evaluation and one process agree bit for bit."""
     s = 0.0
     p = 0
     for c in range(ks.shape[0]):
@@ -433,9 +468,9 @@ def scan_kernel(
     (9 when K < 512 and grades < 128 fit beside it, else 16: :func:`record_layout`); ``off_all``/``off_rel`` (nq, K+1) int64:
     given B_d / RB_d, or shape (0, 0) to take them from this scan's own histograms. ``tks``/``nks``: the sorted
     widths of map@k / NDCG@k; with ``term``/``gain`` of shape (nq, tks[-1]) / (nq, nks[-1]) ("dense", for shards)
-    the kernel stores the per-rank terms there, else in one scratch row per block and writes their sums over
-    the first k ranks to ``term_at`` (nq, len(tks)) / ``gain_at`` (nq, len(nks)) — the same sums, in the same
-    order, as :func:`prefix_at` of the dense rows. Outputs are zero-initialised by the caller. Blocks of queries run in parallel (numba ``prange``; ``numba.set_num_threads``)."""
+    the kernel stores the per-rank terms there, else it sums them, in rank order, over the first k ranks into
+    ``term_at`` (nq, len(tks)) / ``gain_at`` (nq, len(nks)) — bit for bit the sums :func:`prefix_at` takes of
+    the dense rows. Outputs are zero-initialised by the caller. Blocks of queries run in parallel (numba ``prange``; ``numba.set_num_threads``)."""
     nq = qc.shape[0]
     n = dbf.shape[0] // qc.shape[1]
     k1 = hist.shape[1]
@@ -458,8 +493,6 @@ def scan_kernel(
         tab = np.empty(k1, np.int64)
         tab2 = np.empty(k1, np.int64)
         loc = np.empty(k1, np.int64)
-        tscr = np.zeros(0 if dense else kt)
-        gscr = np.zeros(0 if dense else kn)
         i0 = blk * nq // nblocks
         i1 = (blk + 1) * nq // nblocks
         if not order:
@@ -472,17 +505,17 @@ def scan_kernel(
         for i in range(i0, i1):
             nb = _scan_records(qc, dbf, ql, dblf, i, n, wm, lm, graded, dbits, rec, grec, h)
             _finish_query(
-                i, nb, rec, grec, h, n, ql, graded, need_ap, given, off_all, off_rel, probes, tks, nks, kt, kn,
+                i, nb, rec, grec, h, n, ql, graded, need_ap, given, off_all, off_rel, probes, tks, nks,
                 dense, tops, disc, gains, pack_limit, dbits, hist, relh, ghist, apfix, pcnt, term, gain, term_at,
-                gain_at, gsub, offa, offr, tab, tab2, srt, sgr, loc, tscr, gscr,
+                gain_at, gsub, offa, offr, tab, tab2, srt, sgr, loc,
             )  # fmt: skip
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _finish_query(
-    i, nb, rec, grec, h, n, ql, graded, need_ap, given, off_all, off_rel, probes, tks, nks, kt, kn, dense, tops,
-    disc, gains, pack_limit, dbits, hist, relh, ghist, apfix, pcnt, term, gain, term_at, gain_at, gsub, offa,
-    offr, tab, tab2, srt, sgr, loc, tscr, gscr,
+    i, nb, rec, grec, h, n, ql, graded, need_ap, given, off_all, off_rel, probes, tks, nks, dense, tops, disc,
+    gains, pack_limit, dbits, hist, relh, ghist, apfix, pcnt, term, gain, term_at, gain_at, gsub, offa,
+    offr, tab, tab2, srt, sgr, loc,
 ):  # fmt: skip  # pragma: no cover - compiled
     """Query ``i``'s outputs from its scan (records ``rec[:nb]``, counter words ``h``): the histograms, grade
     counts, offsets, AP sum and top-k outputs (arguments as :func:`scan_kernel`'s, plus its scratch arrays)."""
@@ -512,14 +545,10 @@ def _finish_query(
         apfix[i, 0] = hi
         apfix[i, 1] = lo
     if tops:
-        tm = term[i] if dense else tscr
-        gn = gain[i] if dense else gscr
-        _top_ranks(srt, sgr, nb, dbits, offa, offr, probes, kt, kn, disc, gains, pcnt[i], tm, gn)
-        if not dense:
-            _sums_at(tscr, tks, term_at[i])
-            _sums_at(gscr, nks, gain_at[i])
-            tscr[:] = 0.0  # for the next query
-            gscr[:] = 0.0
+        _top_ranks(
+            srt, sgr, nb, dbits, offa, offr, probes, tks, nks, disc, gains, dense, pcnt[i], term[i], gain[i],
+            term_at[i], gain_at[i],
+        )  # fmt: skip
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -636,7 +665,7 @@ def run_scan(
         "term_at": np.zeros((nq, 0 if dense or not order else tks.size)),
         "gain_at": np.zeros((nq, 0 if dense or not order else nks.size)),
     }
-    disc = 1.0 / np.log2(np.arange(2, kn + 3, dtype=np.float64))  # ranks 1..kn + 1 (the scratch cell)
+    disc = 1.0 / np.log2(np.arange(2, kn + 2, dtype=np.float64))  # ranks 1..kn
     gains = 2.0 ** np.arange(nclass + 1 if graded else 0) - 1.0  # NDCG gain of each grade: pow once per call
     none = np.zeros((0, 0), np.int64)
     off_all, off_rel = (
