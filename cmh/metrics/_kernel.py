@@ -200,17 +200,14 @@ def _scan_block(qc, dbf, ql, dblf, i, b0, m, wm, lm, graded, dbits, h, rec, grec
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _scan_records(
-    qc, dbf, ql, dblf, i, n, wm, lm, graded, dbits, rec, grec, h
+    qc, dbf, ql, dblf, i, n, wm, lm, graded, dbits, rec, grec, h, xb, ib, gb
 ):  # pragma: no cover - compiled
-    """One query's ordered scan, in blocks of :data:`BLOCK` items: ``h[d]`` (k1,) ends as
-    ``items << 40 | relevant << 16 | d`` and ``rec[:nb]`` holds ``h[d]`` as each relevant item found it; returns
-    nb. Grades (``graded``) go into bits ``dbits``..15 of the record when ``dbits`` < 16 (the distance then
-    takes ``dbits`` bits), else into ``grec[:nb]``."""
+    """One query's ordered scan, in blocks of :data:`BLOCK` items (``xb``, ``ib``, ``gb``: (BLOCK,) scratch for
+    the first stage): ``h[d]`` (k1,) ends as ``items << 40 | relevant << 16 | d`` and ``rec[:nb]`` holds ``h[d]``
+    as each relevant item found it; returns nb. Grades (``graded``) go into bits ``dbits``..15 of the record when
+    ``dbits`` < 16 (the distance then takes ``dbits`` bits), else into ``grec[:nb]``."""
     for d in range(h.shape[0]):
         h[d] = d
-    xb = np.empty(BLOCK, np.int64)
-    ib = np.empty(BLOCK, np.int64)
-    gb = np.empty(BLOCK, np.int64)
     nb = 0
     for b0 in range(0, n, BLOCK):
         nb = _scan_block(
@@ -493,6 +490,9 @@ def scan_kernel(
         tab = np.empty(k1, np.int64)
         tab2 = np.empty(k1, np.int64)
         loc = np.empty(k1, np.int64)
+        xb = np.empty(BLOCK, np.int64)  # the first stage of the scan (_front)
+        ib = np.empty(BLOCK, np.int64)
+        gb = np.empty(BLOCK, np.int64)
         i0 = blk * nq // nblocks
         i1 = (blk + 1) * nq // nblocks
         if not order:
@@ -503,7 +503,7 @@ def scan_kernel(
                     relh[i, d] = h[2 * d + 1]
             continue
         for i in range(i0, i1):
-            nb = _scan_records(qc, dbf, ql, dblf, i, n, wm, lm, graded, dbits, rec, grec, h)
+            nb = _scan_records(qc, dbf, ql, dblf, i, n, wm, lm, graded, dbits, rec, grec, h, xb, ib, gb)
             _finish_query(
                 i, nb, rec, grec, h, n, ql, graded, need_ap, given, off_all, off_rel, probes, tks, nks,
                 dense, tops, disc, gains, pack_limit, dbits, hist, relh, ghist, apfix, pcnt, term, gain, term_at,
