@@ -324,3 +324,19 @@ def test_every_scan_layout_across_blocks(bits, classes):
     for k in ndcg_k:
         assert abs(every[f"ndcg@{k}"] - ref[f"ndcg@{k}"].mean()) <= TOL
     assert record_layout(bits, classes) == (16 if classes >= 128 else 9)
+
+
+@pytest.mark.parametrize(("nq", "bits", "classes"), [(131, 64, 12), (130, 140, 150), (97, 16, 3)])
+def test_two_queries_per_pass_give_the_same_outputs(monkeypatch, nq, bits, classes):
+    """Databases past PAIR_BYTES are scanned two queries per pass in one fused loop (forced here with
+    PAIR_BYTES = 0; more than 64 queries, so that the kernel's 64 blocks hold pairs, odd blocks included, whose
+    last query takes the two-stage scan): every metric is the same, bit for bit, with and without NDCG."""
+    from cmh.metrics import _kernel
+
+    q, db, ql, dbl = make(nq, 600, bits, classes, seed=nq + bits, density=0.3)
+    kw = dict(topk=(7, 300), pn_grid=[1, 40, 450, 600], ndcg_k=(5, 90), return_per_query=True)
+    ungraded = ["map", "map@k", "p_at_n", "map_tie_avg", "pr_radius", "p_r2"]
+    one, one_ungraded = evaluate(q, db, ql, dbl, **kw), evaluate(q, db, ql, dbl, metrics=ungraded, **kw)
+    monkeypatch.setattr(_kernel, "PAIR_BYTES", 0)
+    assert_same(evaluate(q, db, ql, dbl, metrics=ungraded, **kw), one_ungraded, tol=0.0)
+    assert_same(evaluate(q, db, ql, dbl, **kw), one, tol=0.0)
