@@ -13,7 +13,8 @@ cores):
   in the fastest form measured (per block of items the keys in one SIMD loop, then the increments) — run with
   one (**1q**) and with two queries per block (**2q**, the block loaded once for both; faster once the database
   leaves the core's cache); ``floor`` is the faster of the two, so the ratios are against the best pass either
-  way (the scan itself runs one query per pass: two measured no faster);
+  way (the scan itself runs two queries per pass past :data:`cmh.metrics._kernel.PAIR_BYTES` of packed
+  database, one below it);
 - **faiss**: faiss ``IndexBinaryFlat`` search of the k = 1,000 nearest (when faiss is installed) vs cmh ``map@1000``.
 
 Targets (ratios of one run): map ≤ 1.5× floor, full ≤ 3× floor, map@1000 faster than faiss k = 1,000. The machine

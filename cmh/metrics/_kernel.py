@@ -507,9 +507,9 @@ def _top_ranks(
 @njit(cache=True, nogil=True, error_model="numpy")
 def _sums_at(row, ks, out):  # pragma: no cover - compiled
     """``out[c]`` = sum of ``row``'s first ``ks[c]`` entries (sequential, in rank order; ks sorted, clipped to
-    the row length). The one summation order of the top-k sums:
-    :func:`prefix_at`'s merged shard rows go through it; :func:`_top_ranks` adds the same terms in the same
-    order without the zeros, so a sharded evaluation and one process agree bit for bit."""
+    the row length). The one summation order of the top-k sums: :func:`prefix_at`'s merged shard rows go through
+    it, and :func:`_top_ranks` adds the same terms in the same order without the zeros, so a sharded evaluation
+    and one process agree bit for bit."""
     s = 0.0
     p = 0
     for c in range(ks.shape[0]):
@@ -654,9 +654,9 @@ def floor_kernel(qc, dbf, ql, dblf, wm, lm, out):  # pragma: no cover - compiled
 @njit(parallel=True, cache=True, nogil=True)
 def floor_pairs_kernel(qc, dbf, ql, dblf, wm, lm, out):  # pragma: no cover - compiled
     """:func:`floor_kernel` with two queries per block of the database (the second query's keys read the block
-    from L1): the same counts, at times faster once the database leaves the core's cache. The scan itself runs
-    one query per pass (two per pass measured 0.94-1.06x its time at the ``cmh bench eval`` sizes, A/B in one
-    process); ``cmh bench eval`` takes the faster of the two floors, so the ratio never flatters the scan."""
+    from L1): the same counts, at times faster once the database leaves the core's cache (the scan pairs queries
+    past :data:`PAIR_BYTES`, :func:`_pairs`); ``cmh bench eval`` takes the faster of the two floors, so the ratio
+    never flatters the scan."""
     nq = qc.shape[0]
     n = dbf.shape[0] // qc.shape[1]
     for pair in prange((nq + 1) // 2):
