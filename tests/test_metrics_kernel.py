@@ -308,8 +308,9 @@ def test_counts_pass_gives_the_direct_histograms(n, bits, classes):
 def test_every_scan_layout_across_blocks(bits, classes):
     """The ordered scan runs in blocks of BLOCK items — without grades, with grades beside the distance (K < 512,
     c < 128) or in their own array: over 2,100 items (two full blocks and a partial one) the ungraded metrics are
-    the same, bit for bit, with and without NDCG in the set, and mAP and NDCG equal the reference loop."""
-    from cmh.metrics._kernel import BLOCK, record_layout
+    the same, bit for bit, with and without NDCG in the set, and mAP and NDCG equal the reference loop; the mAP sum
+    read from the records in index order (no top-k metric asks for rank order) is the same with grades in them."""
+    from cmh.metrics._kernel import BLOCK, pack_rows, record_layout, run_scan
 
     n = 2_100
     assert n > 2 * BLOCK and n % BLOCK
@@ -324,6 +325,12 @@ def test_every_scan_layout_across_blocks(bits, classes):
     for k in ndcg_k:
         assert abs(every[f"ndcg@{k}"] - ref[f"ndcg@{k}"].mean()) <= TOL
     assert record_layout(bits, classes) == (16 if classes >= 128 else 9)
+    packed, none = [pack_rows(x) for x in (q, db, ql, dbl)], np.zeros(0, np.int64)
+    apfix = [
+        run_scan(*packed, bits, classes, graded=g, order=True, probes=none, tks=none, nks=none)["apfix"]
+        for g in (False, True)
+    ]
+    np.testing.assert_array_equal(apfix[1], apfix[0])
 
 
 @pytest.mark.parametrize(("nq", "bits", "classes"), [(131, 64, 12), (130, 140, 150), (97, 16, 3)])

@@ -8,7 +8,9 @@ writes it to the next slot of a record buffer and the slot advances by the relev
 costs the floor's work plus one store. After the scan, with ``B_d`` = items at distances < d and ``RB_d`` =
 relevant items at distances < d, the stable rank (ties by index) of a relevant item and the hits at it are
 ``rank = B_d + a + 1`` and ``hits = RB_d + r + 1``: AP·R = Σ hits / rank (docs/design.md's sort-free stable
-mAP; no sort anywhere). The AP loop is one vectorised pass over the records (one table lookup ``T[d]`` that adds
+mAP; no sort anywhere). With NDCG's grades beside the distance (``dbits`` < 16), the increment carries the grade
+and the record is the word after it (``a + 1``, ``r + 1`` and the grade, :func:`_post`): no separate grade to
+load and OR per item. The AP loop is one vectorised pass over the records (one table lookup ``T[d]`` that adds
 both offsets to the record, one division). The top-k metrics need the records in rank order, which is (distance,
 index) order: one scatter puts the r-th relevant item at distance d at position RB_d + r (the record holds r), so
 P@n is a binary search and the top ranks are the first records — still no sort.
@@ -29,9 +31,9 @@ the database as one flat row-major word array, so one- and two-word rows are con
 takes the fastest form measured: per block of :data:`BLOCK` items, the keys 2·d + rel in one loop that compiles
 to SIMD, then one increment per item (:func:`_front`, :func:`_count`; 0.70-0.84x the time of one fused loop at
 the ``cmh bench eval`` sizes). The ordered scan takes the same two stages (:func:`_scan_block`): the SIMD loop
-also computes each item's counter increment and its grade already shifted into place, which leaves the serial
-loop (:func:`_records`: read the counter word, store the record, write the counter back, advance the slot) with
-no arithmetic of its own — 0.94-0.97x the time of the fused loop it replaced where only relevance is tested, and
+also computes each item's counter increment (with the grade shifted into place when NDCG asks for it), which
+leaves the serial loop (:func:`_records`: read the counter word, store the record, write the counter back,
+advance the slot) with next to no arithmetic of its own — 0.94-0.97x the time of the fused loop it replaced where only relevance is tested, and
 0.83-0.94x with NDCG's grades (A/B in one process, one thread, the ``cmh bench eval`` sizes). Past
 :data:`PAIR_BYTES` of packed database, where the records no longer stay near the core, one fused loop per item
 for two queries at a time is faster (:func:`_scan_records_pair`, :func:`_pairs`). The ratio of the floor and the
@@ -60,6 +62,7 @@ PAIR_BYTES = 4 << 20
 #: items per block of the two-stage passes (:func:`_front`): a block's keys or distances (8 KiB) stay in L1
 BLOCK = 1024
 _A_ONE = 1 << 40  # one item in the ``a`` field of h[d]
+_KEPT = _A_ONE + (1 << 16)  # one relevant item in the ``a`` and ``r`` fields (a kept record's increment)
 _R_MASK = (1 << 24) - 1
 
 
@@ -135,8 +138,8 @@ def _grade(l0, l1, ql, i, dblf, j, lm, graded):
 def _front(qc, dbf, ql, dblf, i, b0, m, wm, lm, graded, keyed, kb, gb, ib, gshift):
     """The first stage of a two-stage pass over the ``m`` items from ``b0`` for query ``i``: ``kb[t]`` = the key
     ``2·d + rel`` (``keyed``: the counting passes, :func:`_count`), else the distance ``d`` and ``ib[t]`` = the
-    counter increment ``A + rel·R`` of an ordered scan (:func:`_records`); ``gb[t]`` = the grade shifted left by
-    ``gshift`` when ``graded``. No item depends on another, so the loop compiles to SIMD (VPOPCNTQ where the CPU
+    counter increment ``A + rel·R`` of an ordered scan (:func:`_records`), plus the grade shifted left by
+    ``gshift`` when ``graded`` and ``gshift`` > 0; else ``gb[t]`` = the grade when ``graded``. No item depends on another, so the loop compiles to SIMD (VPOPCNTQ where the CPU
     has it) and the second stage is left with the per-item work that does depend on earlier items, reading
     these from L1: the floor takes 0.70-0.84x the time of one fused loop (``cmh bench eval`` sizes, one
     thread)."""
@@ -152,11 +155,16 @@ def _front(qc, dbf, ql, dblf, i, b0, m, wm, lm, graded, keyed, kb, gb, ib, gshif
         rel = np.int64(g > 0)
         if keyed:
             kb[t] = 2 * x + rel
+            if graded:
+                gb[t] = g
+        elif graded and gshift > 0:  # the grade rides in the increment (record layout with dbits < 16)
+            kb[t] = x
+            ib[t] = _A_ONE + (rel << 16) + (g << gshift)
         else:
             kb[t] = x
             ib[t] = _A_ONE + (rel << 16)
-        if graded:
-            gb[t] = g << gshift
+            if graded:
+                gb[t] = g
 
 
 @njit(inline="always")
@@ -168,24 +176,34 @@ def _count(o, kb, m):
 
 
 @njit(inline="always")
-def _records(h, rec, grec, nb, xb, ib, gb, m, mode):
+def _grade_clear(dbits):
+    """The mask that clears a record's grade bits (``dbits``..15) from a counter word."""
+    return ~((1 << 16) - (1 << dbits))
+
+
+@njit(inline="always")
+def _records(h, rec, grec, nb, xb, ib, gb, m, mode, dbits):
     """The second stage of an ordered scan: for the ``m`` items of a block (distances ``xb``, increments ``ib``,
-    grades ``gb`` from :func:`_front`) writes the record ``h[d]`` (``mode`` 1: or-ed with the shifted grade; 2:
-    the grade to ``grec``), counts the item in ``h[d]`` and advances the record slot by the relevance (bit 16 of
+    grades ``gb`` from :func:`_front`) writes the record ``h[d]`` (``mode`` 1: the word after the increment, which
+    carries the grade in bits ``dbits``..15, cleared again in ``h[d]``; 2: the grade to ``grec``), counts the item
+    in ``h[d]`` and advances the record slot by the relevance (bit 16 of
     the increment; branch-free); returns the new slot. Unsigned indices: ``xb`` and ``nb`` come from memory or an
     earlier block, and numba's negative-index wrap-around code would sit in the loop that bounds the scan."""
+    keep = _grade_clear(dbits)
     for t in range(m):
         ux = np.uint64(xb[t])
         un = np.uint64(nb)
         inc = ib[t]
         v = h[ux]
-        if mode == 1:
-            rec[un] = v | gb[t]
+        w = v + inc
+        if mode == 1:  # the increment carries the grade: the record is the counter after it (see _post)
+            rec[un] = w
+            h[ux] = w & keep
         else:
             rec[un] = v
+            h[ux] = w
         if mode == 2:
             grec[un] = gb[t]
-        h[ux] = v + inc
         nb += (inc >> 16) & 1
     return nb
 
@@ -196,12 +214,12 @@ def _scan_block(qc, dbf, ql, dblf, i, b0, m, wm, lm, graded, dbits, h, rec, grec
     record count (three copies of the serial loop, each with its branches resolved at compile time)."""
     if not graded:
         _front(qc, dbf, ql, dblf, i, b0, m, wm, lm, False, False, xb, gb, ib, 0)
-        return _records(h, rec, grec, nb, xb, ib, gb, m, 0)
+        return _records(h, rec, grec, nb, xb, ib, gb, m, 0, dbits)
     if dbits < 16:
         _front(qc, dbf, ql, dblf, i, b0, m, wm, lm, True, False, xb, gb, ib, dbits)
-        return _records(h, rec, grec, nb, xb, ib, gb, m, 1)
+        return _records(h, rec, grec, nb, xb, ib, gb, m, 1, dbits)
     _front(qc, dbf, ql, dblf, i, b0, m, wm, lm, True, False, xb, gb, ib, 0)
-    return _records(h, rec, grec, nb, xb, ib, gb, m, 2)
+    return _records(h, rec, grec, nb, xb, ib, gb, m, 2, dbits)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -210,7 +228,7 @@ def _scan_records(
 ):  # pragma: no cover - compiled
     """One query's ordered scan, in blocks of :data:`BLOCK` items (``xb``, ``ib``, ``gb``: (BLOCK,) scratch for
     the first stage): ``h[d]`` (k1,) ends as ``items << 40 | relevant << 16 | d`` and ``rec[:nb]`` holds ``h[d]``
-    as each relevant item found it; returns nb. Grades (``graded``) go into bits ``dbits``..15 of the record when
+    as each relevant item found it (after its own increment when grades share the word: :func:`_post`); returns nb. Grades (``graded``) go into bits ``dbits``..15 of the record when
     ``dbits`` < 16 (the distance then takes ``dbits`` bits), else into ``grec[:nb]``."""
     for d in range(h.shape[0]):
         h[d] = d
@@ -229,13 +247,16 @@ def _record(h, rec, grec, nb, x, g, mode, dbits):
     ux = np.uint64(x)
     un = np.uint64(nb)
     v = h[ux]
-    if mode == 1:
-        rec[un] = v | (g << dbits)
+    w = v + _A_ONE + (rel << 16)
+    if mode == 1:  # as in _records: the counter after the increment, with the grade
+        w += g << dbits
+        rec[un] = w
+        h[ux] = w & _grade_clear(dbits)
     else:
         rec[un] = v
+        h[ux] = w
     if mode == 2:
         grec[un] = g
-    h[ux] = v + _A_ONE + (rel << 16)
     return nb + rel
 
 
@@ -282,6 +303,15 @@ def _scan_records_pair(
         for j in range(n):
             nb, nb2 = _pair_item(ctx, i, k, j, qw, lw, wm, lm, True, 2, dbits, arrs, nb, nb2)
     return nb, nb2
+
+
+@njit(inline="always")
+def _post(graded, dbits):
+    """1 when the records hold the counter word after their item's increment (grades beside the distance, where
+    the increment carries the grade: one load and one OR fewer per item than or-ing it into the word before), else
+    0: then ``a``, ``r`` of a record are one more than the items before it, which :func:`_rank_order` and
+    :func:`_ap_sum_records` take off."""
+    return 1 if graded and dbits < 16 else 0
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -355,7 +385,9 @@ def _carry(hi, frac, lo):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _ap_sum_records(rec, nb, offa, offr, n, pack_limit, dmask, tab, tab2):  # pragma: no cover - compiled
+def _ap_sum_records(
+    rec, nb, offa, offr, n, pack_limit, dmask, post, tab, tab2
+):  # pragma: no cover - compiled
     """Σ hits/rank over the records ``rec[:nb]`` in index order, in fixed point (hi, lo), as :func:`_ap_sum` over
     them in rank order (the same terms; used when no top-k metric needs that order, which costs a scatter);
     ``offa``/``offr`` = B_d / RB_d. One vectorised loop: ``w = v + T[d]`` turns the record into
@@ -371,10 +403,10 @@ def _ap_sum_records(rec, nb, offa, offr, n, pack_limit, dmask, tab, tab2):  # pr
     packed = top_a + n < pack_limit and top_r + n <= _R_MASK
     for d in range(k1):
         if packed:
-            tab[d] = ((offa[d] + 1) << 40) + ((offr[d] + 1) << 16) - d
+            tab[d] = ((offa[d] + 1 - post) << 40) + ((offr[d] + 1 - post) << 16) - d
         else:
-            tab[d] = offa[d] + 1
-            tab2[d] = offr[d] + 1
+            tab[d] = offa[d] + 1 - post
+            tab2[d] = offr[d] + 1 - post
     hi = 0
     frac = 0
     for b0 in range(0, nb, 1024):
@@ -417,7 +449,7 @@ def _ap_sum(srt, relh, loc, offa, offr):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _rank_order(rec, grec, nb, dbits, loc, srt, sgr):  # pragma: no cover - compiled
+def _rank_order(rec, grec, nb, dbits, post, loc, srt, sgr):  # pragma: no cover - compiled
     """Copy the records ``rec[:nb]`` into ``srt[:nb]`` in rank order: the record of the r-th relevant item at
     distance d (``r`` is in the record) goes to ``loc[d] + r``, ``loc`` = this scan's relevant items at smaller
     distances. Position = (distance, index) order = ascending rank, with no sort (one scatter, no chain); the
@@ -426,8 +458,8 @@ def _rank_order(rec, grec, nb, dbits, loc, srt, sgr):  # pragma: no cover - comp
     graded = sgr.shape[0] > 0
     for b in range(nb):
         v = rec[b]
-        pos = loc[v & dmask] + ((v >> 16) & _R_MASK)
-        srt[pos] = v
+        pos = loc[v & dmask] + ((v >> 16) & _R_MASK) - post
+        srt[pos] = v - post * _KEPT
         if graded:
             sgr[pos] = grec[b]
 
@@ -605,6 +637,7 @@ def _finish_query(
     """Query ``i``'s outputs from its scan (records ``rec[:nb]``, counter words ``h``): the histograms, grade
     counts, offsets, AP sum and top-k outputs (arguments as :func:`scan_kernel`'s, plus its scratch arrays)."""
     k1 = hist.shape[1]
+    post = _post(graded, dbits)
     for d in range(k1):
         hist[i, d] = h[d] >> 40
         relh[i, d] = (h[d] >> 16) & _R_MASK
@@ -621,12 +654,12 @@ def _finish_query(
         acc += hist[i, d]
         racc += relh[i, d]
     if tops:
-        _rank_order(rec, grec, nb, dbits, loc, srt, sgr)
+        _rank_order(rec, grec, nb, dbits, post, loc, srt, sgr)
     if need_ap:
         if tops:
             hi, lo = _ap_sum(srt, relh[i], loc, offa, offr)
         else:
-            hi, lo = _ap_sum_records(rec, nb, offa, offr, n, pack_limit, (1 << dbits) - 1, tab, tab2)
+            hi, lo = _ap_sum_records(rec, nb, offa, offr, n, pack_limit, (1 << dbits) - 1, post, tab, tab2)
         apfix[i, 0] = hi
         apfix[i, 1] = lo
     if tops:
