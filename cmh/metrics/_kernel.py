@@ -33,11 +33,11 @@ to SIMD, then one increment per item (:func:`_front`, :func:`_count`; 0.70-0.84x
 the ``cmh bench eval`` sizes). The ordered scan takes the same two stages (:func:`_scan_block`): the SIMD loop
 also computes each item's counter increment (with the grade shifted into place when NDCG asks for it), which
 leaves the serial loop (:func:`_records`: read the counter word, store the record, write the counter back,
-advance the slot) with next to no arithmetic of its own — 0.94-0.97x the time of the fused loop it replaced where only relevance is tested, and
-0.83-0.94x with NDCG's grades (A/B in one process, one thread, the ``cmh bench eval`` sizes). Past
-:data:`PAIR_BYTES` of packed database, where the records no longer stay near the core, one fused loop per item
-for two queries at a time is faster (:func:`_scan_records_pair`, :func:`_pairs`). The ratio of the floor and the
-scan is the cost of the exact metrics alone.
+advance the slot) with next to no arithmetic of its own — 0.94-0.97x the time of the fused loop it replaced
+where only relevance is tested, and 0.83-0.94x with NDCG's grades (A/B in one process, one thread, the
+``cmh bench eval`` sizes). Past :data:`PAIR_BYTES` of packed database, where the records no longer stay near the
+core, one fused loop per item for two queries at a time is faster (:func:`_scan_records_pair`, :func:`_pairs`).
+The ratio of the floor and the scan is the cost of the exact metrics alone.
 """
 
 from __future__ import annotations
@@ -139,10 +139,10 @@ def _front(qc, dbf, ql, dblf, i, b0, m, wm, lm, graded, keyed, kb, gb, ib, gshif
     """The first stage of a two-stage pass over the ``m`` items from ``b0`` for query ``i``: ``kb[t]`` = the key
     ``2·d + rel`` (``keyed``: the counting passes, :func:`_count`), else the distance ``d`` and ``ib[t]`` = the
     counter increment ``A + rel·R`` of an ordered scan (:func:`_records`), plus the grade shifted left by
-    ``gshift`` when ``graded`` and ``gshift`` > 0; else ``gb[t]`` = the grade when ``graded``. No item depends on another, so the loop compiles to SIMD (VPOPCNTQ where the CPU
-    has it) and the second stage is left with the per-item work that does depend on earlier items, reading
-    these from L1: the floor takes 0.70-0.84x the time of one fused loop (``cmh bench eval`` sizes, one
-    thread)."""
+    ``gshift`` when ``graded`` and ``gshift`` > 0; else ``gb[t]`` = the grade when ``graded``. No item depends
+    on another, so the loop compiles to SIMD (VPOPCNTQ where the CPU has it) and the second stage is left with
+    the per-item work that does depend on earlier items, reading these from L1: the floor takes 0.70-0.84x the
+    time of one fused loop (``cmh bench eval`` sizes, one thread)."""
     q0, q1 = _row_words(qc, i)
     l0, l1 = _row_words(ql, i)
     w_ = qc.shape[1]
@@ -186,8 +186,8 @@ def _records(h, rec, grec, nb, xb, ib, gb, m, mode, dbits):
     """The second stage of an ordered scan: for the ``m`` items of a block (distances ``xb``, increments ``ib``,
     grades ``gb`` from :func:`_front`) writes the record ``h[d]`` (``mode`` 1: the word after the increment, which
     carries the grade in bits ``dbits``..15, cleared again in ``h[d]``; 2: the grade to ``grec``), counts the item
-    in ``h[d]`` and advances the record slot by the relevance (bit 16 of
-    the increment; branch-free); returns the new slot. Unsigned indices: ``xb`` and ``nb`` come from memory or an
+    in ``h[d]`` and advances the record slot by the relevance (bit 16 of the increment; branch-free); returns the
+    new slot. Unsigned indices: ``xb`` and ``nb`` come from memory or an
     earlier block, and numba's negative-index wrap-around code would sit in the loop that bounds the scan."""
     keep = _grade_clear(dbits)
     for t in range(m):
@@ -228,8 +228,9 @@ def _scan_records(
 ):  # pragma: no cover - compiled
     """One query's ordered scan, in blocks of :data:`BLOCK` items (``xb``, ``ib``, ``gb``: (BLOCK,) scratch for
     the first stage): ``h[d]`` (k1,) ends as ``items << 40 | relevant << 16 | d`` and ``rec[:nb]`` holds ``h[d]``
-    as each relevant item found it (after its own increment when grades share the word: :func:`_post`); returns nb. Grades (``graded``) go into bits ``dbits``..15 of the record when
-    ``dbits`` < 16 (the distance then takes ``dbits`` bits), else into ``grec[:nb]``."""
+    as each relevant item found it (after its own increment when grades share the word: :func:`_post`); returns
+    nb. Grades (``graded``) go into bits ``dbits``..15 of the record when ``dbits`` < 16 (the distance then takes
+    ``dbits`` bits), else into ``grec[:nb]``."""
     for d in range(h.shape[0]):
         h[d] = d
     nb = 0
