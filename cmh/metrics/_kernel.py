@@ -157,11 +157,11 @@ def _front(qc, dbf, ql, dblf, i, b0, m, wm, lm, graded, keyed, kb, gb, ib, gshif
             kb[t] = 2 * x + rel
             if graded:
                 gb[t] = g
-        elif graded and gshift > 0:  # the grade rides in the increment (record layout with dbits < 16)
-            kb[t] = x
+            continue
+        kb[t] = x
+        if graded and gshift > 0:  # the grade rides in the increment (record layout with dbits < 16)
             ib[t] = _A_ONE + (rel << 16) + (g << gshift)
         else:
-            kb[t] = x
             ib[t] = _A_ONE + (rel << 16)
             if graded:
                 gb[t] = g
