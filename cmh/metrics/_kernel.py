@@ -187,8 +187,8 @@ def _records(h, rec, grec, nb, xb, ib, gb, m, mode, dbits):
     grades ``gb`` from :func:`_front`) writes the record ``h[d]`` (``mode`` 1: the word after the increment, which
     carries the grade in bits ``dbits``..15, cleared again in ``h[d]``; 2: the grade to ``grec``), counts the item
     in ``h[d]`` and advances the record slot by the relevance (bit 16 of the increment; branch-free); returns the
-    new slot. Unsigned indices: ``xb`` and ``nb`` come from memory or an
-    earlier block, and numba's negative-index wrap-around code would sit in the loop that bounds the scan."""
+    new slot. Unsigned indices: ``xb`` and ``nb`` come from memory or an earlier block, and numba's negative-index
+    wrap-around code would sit in the loop that bounds the scan."""
     keep = _grade_clear(dbits)
     for t in range(m):
         ux = np.uint64(xb[t])
